@@ -1,0 +1,72 @@
+"""Retry policy: tenacity decides, the executor sleeps.
+
+tenacity's strategies decide whether a failed attempt is tried again and how
+long to wait first (``stop_after_attempt``, ``wait_exponential``,
+``retry_if_exception_type``). We evaluate them ourselves instead of wrapping
+the call in ``AsyncRetrying``, because between two attempts the job must give
+its semaphore back and, if the semaphore is busy when the back-off ends, wait
+for it *without* holding a worker slot (see ``_limits``). The wait itself is
+an ``anyio.sleep`` inside the job's cancel scope, so it obeys cancellation and
+trio's virtual clock.
+
+tenacity is imported on first use only: most programs never retry, and
+``import antflow`` should cost little more than ``import anyio``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import tenacity
+
+#: The guide's default back-off multiplier (AntFlow 0.10 used the same).
+DEFAULT_RETRY_DELAY = 0.1
+
+
+def check_retry_arguments(retries: object, retry_delay: object) -> None:
+    """Validate ``retries`` and ``retry_delay`` at the call that passed them."""
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise TypeError(f"retries must be an int, got {type(retries).__name__}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    if isinstance(retry_delay, bool) or not isinstance(retry_delay, int | float):
+        raise TypeError(f"retry_delay must be a number, got {type(retry_delay).__name__}")
+    if math.isnan(retry_delay) or retry_delay < 0:
+        raise ValueError(f"retry_delay must be >= 0, got {retry_delay}")
+
+
+class RetryPolicy:
+    """Up to ``retries`` more attempts, waiting ``delay * 2**(n-1)`` before the
+    n-th retry. Shared by every job of one ``submit`` or ``map`` call."""
+
+    __slots__ = ("_retrying",)
+
+    def __init__(self, retries: int, delay: float) -> None:
+        import tenacity
+
+        self._retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=tenacity.wait_exponential(multiplier=delay),
+            # Only Exceptions reach the policy; cancellation and other
+            # BaseExceptions propagate before it is asked.
+            retry=tenacity.retry_if_exception_type(Exception),
+            reraise=True,
+        )
+
+    def new_state(self, fn: Any, args: Any, kwargs: Any) -> tenacity.RetryCallState:
+        """Per-job attempt bookkeeping, created at the job's first failure."""
+        import tenacity
+
+        return tenacity.RetryCallState(self._retrying, fn, args, kwargs or {})
+
+    def next_delay(self, state: tenacity.RetryCallState, error: Exception) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None to give up."""
+        state.set_exception((type(error), error, error.__traceback__))
+        retrying = self._retrying
+        if not retrying.retry(state) or retrying.stop(state):
+            return None
+        delay = float(retrying.wait(state))
+        state.prepare_for_next_attempt()
+        return delay

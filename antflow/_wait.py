@@ -1,0 +1,173 @@
+"""Waiting on many futures: ``as_completed`` and ``wait``.
+
+Both register one done-callback per future and sleep on a single event, so
+waiting on n futures costs O(n) in total: no task, no per-step scan. On exit
+(normal, timeout, cancellation or ``break``) the callbacks are removed, so a
+watcher never keeps references alive through futures it stopped watching.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Generic, TypeVar, final
+
+import anyio
+
+from ._future import FAILED, FINISHED, AsyncFuture, check_timeout
+
+T = TypeVar("T")
+
+
+class WaitStrategy(enum.Enum):
+    """When `AsyncExecutor.wait` returns. The values are the names of the
+    ``concurrent.futures`` constants, so those are accepted too."""
+
+    FIRST_COMPLETED = "FIRST_COMPLETED"
+    FIRST_EXCEPTION = "FIRST_EXCEPTION"
+    ALL_COMPLETED = "ALL_COMPLETED"
+
+
+def _strategy(return_when: object) -> WaitStrategy:
+    try:
+        return WaitStrategy(return_when)
+    except ValueError:
+        raise ValueError(
+            "return_when must be a WaitStrategy or one of 'FIRST_COMPLETED', "
+            f"'FIRST_EXCEPTION', 'ALL_COMPLETED'; got {return_when!r}"
+        ) from None
+
+
+def _distinct(futures: Iterable[AsyncFuture[T]]) -> dict[AsyncFuture[T], None]:
+    if isinstance(futures, AsyncFuture):
+        raise TypeError("futures must be an iterable of futures, not a single future")
+    distinct = dict.fromkeys(futures)  # ordered, duplicates dropped
+    for future in distinct:
+        if not isinstance(future, AsyncFuture):
+            raise TypeError(f"futures must hold AsyncFuture objects, got {type(future).__name__}")
+    return distinct
+
+
+@final
+class AsCompleted(Generic[T]):
+    """The async iterator `AsyncExecutor.as_completed` returns."""
+
+    __slots__ = ("_deadline", "_event", "_finished", "_pending", "_timeout")
+
+    def __init__(self, futures: Iterable[AsyncFuture[T]], timeout: float | None) -> None:
+        check_timeout(timeout)
+        distinct = _distinct(futures)
+        self._finished: deque[AsyncFuture[T]] = deque(f for f in distinct if f.done())
+        self._pending = {f: None for f in distinct if not f.done()}
+        self._event: anyio.Event | None = None
+        self._timeout = timeout
+        self._deadline: float | None = None
+        for future in self._pending:
+            future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: AsyncFuture[T]) -> None:
+        if self._pending.pop(future, 0) is None:
+            self._finished.append(future)
+            if self._event is not None:
+                self._event.set()
+
+    def __aiter__(self) -> AsCompleted[T]:
+        return self
+
+    async def __anext__(self) -> AsyncFuture[T]:
+        if self._deadline is None:
+            # The deadline runs from the first step: the call itself may
+            # happen outside any event loop.
+            timeout = self._timeout
+            self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        while not self._finished:
+            if not self._pending:
+                raise StopAsyncIteration
+            self._event = event = anyio.Event()
+            try:
+                with anyio.CancelScope(deadline=self._deadline) as scope:
+                    await event.wait()
+            except BaseException:
+                self.close()
+                raise
+            if scope.cancelled_caught and not self._finished:
+                self.close()
+                raise TimeoutError("as_completed timed out")
+        return self._finished.popleft()
+
+    def close(self) -> None:
+        """Stop watching: unregister from the futures still pending."""
+        for future in self._pending:
+            future.remove_done_callback(self._on_done)
+        self._pending.clear()
+        self._finished.clear()
+
+    async def aclose(self) -> None:
+        """Stop watching (same as `close`)."""
+        self.close()
+
+    async def __aenter__(self) -> AsCompleted[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+async def wait(
+    futures: Iterable[AsyncFuture[T]],
+    timeout: float | None = None,
+    return_when: WaitStrategy | str = WaitStrategy.ALL_COMPLETED,
+) -> tuple[set[AsyncFuture[T]], set[AsyncFuture[T]]]:
+    """See `AsyncExecutor.wait`."""
+    check_timeout(timeout)
+    strategy = _strategy(return_when)
+    distinct = _distinct(futures)
+    pending = [f for f in distinct if not f.done()]
+    failed = any(f._state == FAILED for f in distinct)
+
+    def satisfied() -> bool:
+        if not pending_count[0]:
+            return True
+        if strategy is WaitStrategy.FIRST_COMPLETED:
+            return len(distinct) > pending_count[0]
+        if strategy is WaitStrategy.FIRST_EXCEPTION:
+            return failed_seen[0]
+        return False
+
+    pending_count = [len(pending)]
+    failed_seen = [failed]
+    event = anyio.Event()
+
+    def on_done(future: AsyncFuture[T]) -> None:
+        pending_count[0] -= 1
+        if future._state == FAILED:
+            failed_seen[0] = True
+        if satisfied():
+            event.set()
+
+    timed_out = False
+    if not satisfied():
+        for future in pending:
+            future.add_done_callback(on_done)
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                await event.wait()
+            timed_out = scope.cancelled_caught
+        finally:
+            for future in pending:
+                future.remove_done_callback(on_done)
+    done = {f for f in distinct if f._state >= FINISHED}
+    if timed_out and strategy is WaitStrategy.ALL_COMPLETED and len(done) < len(distinct):
+        raise TimeoutError("wait timed out")
+    return done, {f for f in distinct if f._state < FINISHED}
