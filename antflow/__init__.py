@@ -18,8 +18,13 @@ __all__ = [
 
 # Public classes say they live in ``antflow``, which is where users import
 # them from, in reprs, tracebacks and the API docs.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = __name__
-del _name, _obj
+for _public in (
+    AntFlowError,
+    AsyncExecutor,
+    AsyncFuture,
+    CancelledError,
+    ExecutorShutdownError,
+    WaitStrategy,
+):
+    _public.__module__ = __name__
+del _public

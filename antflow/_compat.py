@@ -20,7 +20,9 @@ def loop_token() -> EventLoopToken:
     try:
         return current_token()
     except RuntimeError as exc:  # anyio's NoEventLoopError is a RuntimeError
-        raise RuntimeError("antflow needs a running asyncio or trio event loop") from exc
+        raise RuntimeError(
+            "antflow needs a running asyncio or trio event loop"
+        ) from exc
 
 
 def backend_name(token: EventLoopToken) -> str:
@@ -28,7 +30,9 @@ def backend_name(token: EventLoopToken) -> str:
     return "trio" if "trio" in token.backend_class.__module__ else "asyncio"
 
 
-def spawn_detached(token: EventLoopToken, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def spawn_detached(
+    token: EventLoopToken, func: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     """Run ``func()`` as a task of its own on the loop ``token`` names.
 
     The task is not a child of the caller. On asyncio it is a plain loop task

@@ -29,7 +29,17 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from inspect import isawaitable, iscoroutine
 from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, final, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    ParamSpec,
+    TypeVar,
+    TypeVarTuple,
+    cast,
+    final,
+    overload,
+)
 
 import anyio
 from anyio.abc import TaskGroup
@@ -37,7 +47,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._compat import backend_name, loop_token, spawn_detached
 from ._exceptions import ExecutorShutdownError
-from ._future import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, AsyncFuture, check_timeout
+from ._future import CANCELLED, FAILED, FINISHED, RUNNING, AsyncFuture, check_timeout
 from ._limits import Strategy, WaitingLine, strategy_for
 from ._retry import DEFAULT_RETRY_DELAY, RetryPolicy, check_retry_arguments
 
@@ -47,6 +57,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
 logger = logging.getLogger("antflow")
 
 # Executor life cycle.
@@ -63,7 +74,9 @@ class JobOptions:
 
     __slots__ = ("limiter", "retry", "strategy")
 
-    def __init__(self, limiter: Any, strategy: Strategy | None, retry: RetryPolicy | None):
+    def __init__(
+        self, limiter: Any, strategy: Strategy | None, retry: RetryPolicy | None
+    ):
         self.limiter = limiter
         self.strategy = strategy
         self.retry = retry
@@ -83,7 +96,9 @@ class AsyncExecutor:
 
     def __init__(self, max_workers: int = 5) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-            raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
+            raise TypeError(
+                f"max_workers must be an int, got {type(max_workers).__name__}"
+            )
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         #: The most tasks that run at once.
@@ -113,7 +128,9 @@ class AsyncExecutor:
 
     async def __aenter__(self) -> AsyncExecutor:
         if self._state != _NEW:
-            raise RuntimeError("an AsyncExecutor can be started only once; make a new one")
+            raise RuntimeError(
+                "an AsyncExecutor can be started only once; make a new one"
+            )
         self._open()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -141,7 +158,7 @@ class AsyncExecutor:
                 # The task group must see the cancellation to know whether it
                 # was its own (then it absorbs it) or came from outside.
                 if await task_group.__aexit__(type(exc), exc, exc.__traceback__):
-                    return True
+                    return True  # its own cancellation, absorbed
             else:
                 # Any other exception of the block is ours to re-raise as it
                 # is; handing it to the task group would wrap it in a group.
@@ -154,7 +171,9 @@ class AsyncExecutor:
             raise raised_here
         return False
 
-    async def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    async def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False
+    ) -> None:
         """Stop accepting work and, optionally, wait for the rest.
 
         Idempotent. From the first call on, `submit`, `map` and `map_iter`
@@ -213,7 +232,7 @@ class AsyncExecutor:
             pass
         except BaseException as error:
             # Nobody is above this task to receive it; shutdown() re-raises it.
-            self._crash = _unwrap(error) if isinstance(error, BaseExceptionGroup) else error
+            self._crash = _unwrap(error)
             logger.debug("antflow executor crashed", exc_info=True)
         finally:
             self._abort()
@@ -282,33 +301,59 @@ class AsyncExecutor:
 
     # -- submitting --------------------------------------------------------
 
+    @overload
     def submit(
         self,
-        fn: Callable[P, Awaitable[T]],
+        fn: Callable[[*Ts], Awaitable[T]],
         /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> AsyncFuture[T]:
+        *args: *Ts,
+        semaphore: Any = None,
+        retries: int = 0,
+        retry_delay: float = DEFAULT_RETRY_DELAY,
+    ) -> AsyncFuture[T]: ...
+    @overload
+    def submit(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncFuture[T]: ...
+    # mypy cannot match a TypeVarTuple overload to any implementation (a known
+    # limitation), hence the ignore; pyright checks the same overloads cleanly.
+    def submit(  # type: ignore[misc]
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        /,
+        *args: Any,
+        semaphore: Any = None,
+        retries: Any = 0,
+        retry_delay: Any = DEFAULT_RETRY_DELAY,
+        **kwargs: Any,
+    ) -> AsyncFuture[Any]:
         """Schedule ``fn(*args, **kwargs)`` and return its future at once.
 
-        Keyword-only options (taken out of ``kwargs``):
+        Args:
+            fn: An async function (or any callable returning an awaitable).
+            *args: Positional arguments for ``fn``.
+            semaphore: A limiter for this task, such as an
+                ``anyio.CapacityLimiter`` shared by many tasks. It is held
+                only while an attempt runs; waiting for it holds no worker.
+            retries: How many times to retry after an ``Exception``.
+            retry_delay: Exponential back-off multiplier in seconds: waits of
+                ``retry_delay``, then twice that, and so on.
+            **kwargs: Keyword arguments for ``fn``.
 
-        * ``semaphore``: an async context manager limiting this task, e.g. an
-          ``anyio.CapacityLimiter`` shared by many tasks. Held only while an
-          attempt runs; waiting for it holds no worker slot.
-        * ``retries``: how many times to retry after an ``Exception``
-          (default 0).
-        * ``retry_delay``: the exponential back-off multiplier in seconds
-          (default 0.1: waits of 0.1, 0.2, 0.4, ...).
+        Returns:
+            The task's future.
 
         Raises:
             ExecutorShutdownError: shutdown has begun.
-            TypeError: ``fn`` is not callable, or is a coroutine object.
+            TypeError: ``fn`` is not callable or is a coroutine object; a
+                ``semaphore`` that is not a limiter for this backend; a
+                non-int ``retries``.
             ValueError: a negative or NaN ``retries`` or ``retry_delay``.
+
+        Typing: positional arguments are checked against ``fn``; so are
+        keyword arguments for ``fn`` when no option is passed alongside them
+        (for both at once, bind the arguments with ``functools.partial``).
         """
-        semaphore = kwargs.pop("semaphore", None)
-        retries = kwargs.pop("retries", 0)
-        retry_delay = kwargs.pop("retry_delay", DEFAULT_RETRY_DELAY)
         if self._state >= _SHUTTING_DOWN:
             raise ExecutorShutdownError("cannot submit: the executor is shut down")
         _check_function(fn)
@@ -318,7 +363,11 @@ class AsyncExecutor:
     def _make_options(
         self, semaphore: object, retries: object, retry_delay: object
     ) -> JobOptions | None:
-        if retries.__class__ is not int or retries or retry_delay != DEFAULT_RETRY_DELAY:
+        if (
+            retries.__class__ is not int
+            or retries
+            or retry_delay != DEFAULT_RETRY_DELAY
+        ):
             check_retry_arguments(retries, retry_delay)
         if self._state == _NEW:
             self._start_detached()
@@ -332,7 +381,7 @@ class AsyncExecutor:
 
     def _on_own_loop(self) -> bool:
         try:
-            return loop_token() == self._token
+            return bool(loop_token() == self._token)
         except RuntimeError:
             return False
 
@@ -346,7 +395,9 @@ class AsyncExecutor:
         if self._state == _CLOSED:
             raise ExecutorShutdownError("cannot submit: the executor is shut down")
         self._sequence += 1
-        future: AsyncFuture[Any] = AsyncFuture(self, self._sequence, fn, args, kwargs, options)
+        future: AsyncFuture[Any] = AsyncFuture(
+            self, self._sequence, fn, args, kwargs, options
+        )
         self._outstanding += 1
         self._queued += 1
         self._send.send_nowait(future)  # type: ignore[union-attr]
@@ -425,7 +476,9 @@ class AsyncExecutor:
                     if error is None or options.retry is None:
                         break
                     if job._retry_state is None:
-                        job._retry_state = options.retry.new_state(job._fn, job._args, job._kwargs)
+                        job._retry_state = options.retry.new_state(
+                            job._fn, job._args, job._kwargs
+                        )
                     delay = options.retry.next_delay(job._retry_state, error)
                     if delay is None:
                         break
@@ -457,6 +510,8 @@ class AsyncExecutor:
         """The common case, no semaphore and no retries, kept lean."""
         job._state = RUNNING
         self._running.add(job)
+        outcome: int = CANCELLED  # stays so if the scope absorbs a cancel
+        value: Any = None
         try:
             with anyio.CancelScope() as scope:
                 job._scope = scope
@@ -499,7 +554,9 @@ class AsyncExecutor:
         line = self._lines.get(key)
         if line is None:
             assert options.strategy is not None and self._task_group is not None
-            line = WaitingLine(options.limiter, options.strategy, self._on_token, self._line_done)
+            line = WaitingLine(
+                options.limiter, options.strategy, self._on_token, self._line_done
+            )
             self._lines[key] = line
             self._tasks += 1
             self._task_group.start_soon(line.serve)
@@ -673,9 +730,9 @@ async def _call(job: AsyncFuture[Any]) -> Any:
     fn = job._fn
     assert fn is not None and job._args is not None
     kwargs = job._kwargs
-    awaitable = fn(*job._args, **kwargs) if kwargs else fn(*job._args)
+    awaitable: Any = fn(*job._args, **kwargs) if kwargs else fn(*job._args)
     if type(awaitable) is CoroutineType or isawaitable(awaitable):
-        return await awaitable
+        return await awaitable  # pyright: ignore[reportUnknownVariableType]
     name = getattr(fn, "__qualname__", None) or repr(fn)
     raise TypeError(
         f"{name} returned {type(awaitable).__name__}, not an awaitable; "
@@ -683,12 +740,9 @@ async def _call(job: AsyncFuture[Any]) -> Any:
     )
 
 
-@overload
-def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException: ...
-@overload
-def _unwrap(group: BaseException) -> BaseException: ...
-def _unwrap(group: BaseException) -> BaseException:
+def _unwrap(error: BaseException) -> BaseException:
     """A group of one exception is reported as that exception."""
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]
-    return group
+    current: Any = error
+    while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        current = current.exceptions[0]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    return cast(BaseException, current)

@@ -42,7 +42,9 @@ def check_timeout(timeout: float | None, name: str = "timeout") -> None:
     if timeout is None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"{name} must be a number or None, got {type(timeout).__name__}")
+        raise TypeError(
+            f"{name} must be a number or None, got {type(timeout).__name__}"
+        )
     if math.isnan(timeout) or timeout < 0:
         raise ValueError(f"{name} must be >= 0 or None, got {timeout}")
 

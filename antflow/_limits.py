@@ -130,7 +130,7 @@ _CONTEXT_MANAGER = _ContextManager()
 _ASYNCIO_SEMAPHORE = _AsyncioSemaphore()
 _ANYIO_BORROWING = _Borrowing(anyio.WouldBlock)
 _ANYIO_COUNTING = _Counting(anyio.WouldBlock)
-_strategies: dict[type, Strategy] = {}
+_strategies: dict[type[object], Strategy] = {}
 
 
 def strategy_for(limiter: object, backend: str) -> Strategy:
@@ -154,7 +154,7 @@ def strategy_for(limiter: object, backend: str) -> Strategy:
     return found
 
 
-def _classify(kind: type) -> Strategy:
+def _classify(kind: type[object]) -> Strategy:
     if issubclass(kind, anyio.CapacityLimiter):
         return _ANYIO_BORROWING
     if issubclass(kind, anyio.Semaphore):

@@ -73,20 +73,18 @@ class MapIterator(Generic[T]):
     async def __anext__(self) -> T:
         if self._closed:
             raise StopAsyncIteration
+        window = self._window
         try:
             with anyio.CancelScope(deadline=self._deadline) as scope:
                 await self._top_up()
-                window = self._window
                 if not window:
                     self._closed = True
                     raise StopAsyncIteration
-                head = window[0]
-                if head._state < FINISHED:
-                    await head.wait_final()
+                if window[0]._state < FINISHED:
+                    await window[0].wait_final()
             if scope.cancelled_caught:
                 raise TimeoutError("map timed out")
-            window.popleft()
-            return head.outcome()
+            return window.popleft().outcome()
         except BaseException:
             self._stop()
             raise
@@ -136,7 +134,9 @@ class _Inputs:
 
     __slots__ = ("_iterators", "_zipped", "exhausted", "is_async")
 
-    def __init__(self, iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) -> None:
+    def __init__(
+        self, iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]
+    ) -> None:
         iterators: list[Iterator[Any] | AsyncIterator[Any]] = []
         for position, iterable in enumerate(iterables):
             if isinstance(iterable, AsyncIterable):
@@ -151,7 +151,7 @@ class _Inputs:
         self.is_async = any(isinstance(it, AsyncIterator) for it in iterators)
         self._iterators = iterators
         self._zipped: Iterator[tuple[Any, ...]] | None = (
-            None if self.is_async else zip(*iterators)  # type: ignore[arg-type]
+            None if self.is_async else zip(*iterators, strict=False)
         )
         self.exhausted = False
 
@@ -167,7 +167,7 @@ class _Inputs:
     async def next(self) -> tuple[Any, ...] | None:
         if self.exhausted:
             return None
-        args = []
+        args: list[Any] = []
         for iterator in self._iterators:
             try:
                 if isinstance(iterator, AsyncIterator):

@@ -32,7 +32,9 @@ def check_retry_arguments(retries: object, retry_delay: object) -> None:
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     if isinstance(retry_delay, bool) or not isinstance(retry_delay, int | float):
-        raise TypeError(f"retry_delay must be a number, got {type(retry_delay).__name__}")
+        raise TypeError(
+            f"retry_delay must be a number, got {type(retry_delay).__name__}"
+        )
     if math.isnan(retry_delay) or retry_delay < 0:
         raise ValueError(f"retry_delay must be >= 0, got {retry_delay}")
 
@@ -61,7 +63,9 @@ class RetryPolicy:
 
         return tenacity.RetryCallState(self._retrying, fn, args, kwargs or {})
 
-    def next_delay(self, state: tenacity.RetryCallState, error: Exception) -> float | None:
+    def next_delay(
+        self, state: tenacity.RetryCallState, error: Exception
+    ) -> float | None:
         """Seconds to wait before retrying after ``error``, or None to give up."""
         state.set_exception((type(error), error, error.__traceback__))
         retrying = self._retrying

@@ -13,7 +13,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Generic, TypeVar, final
+from typing import Generic, TypeVar, final
 
 import anyio
 
@@ -42,12 +42,16 @@ def _strategy(return_when: object) -> WaitStrategy:
 
 
 def _distinct(futures: Iterable[AsyncFuture[T]]) -> dict[AsyncFuture[T], None]:
-    if isinstance(futures, AsyncFuture):
-        raise TypeError("futures must be an iterable of futures, not a single future")
+    if not isinstance(futures, Iterable):
+        raise TypeError(
+            f"futures must be an iterable of futures, got {type(futures).__name__}"
+        )
     distinct = dict.fromkeys(futures)  # ordered, duplicates dropped
     for future in distinct:
         if not isinstance(future, AsyncFuture):
-            raise TypeError(f"futures must hold AsyncFuture objects, got {type(future).__name__}")
+            raise TypeError(
+                f"futures must hold AsyncFuture objects, got {type(future).__name__}"
+            )
     return distinct
 
 
@@ -57,7 +61,9 @@ class AsCompleted(Generic[T]):
 
     __slots__ = ("_deadline", "_event", "_finished", "_pending", "_timeout")
 
-    def __init__(self, futures: Iterable[AsyncFuture[T]], timeout: float | None) -> None:
+    def __init__(
+        self, futures: Iterable[AsyncFuture[T]], timeout: float | None
+    ) -> None:
         check_timeout(timeout)
         distinct = _distinct(futures)
         self._finished: deque[AsyncFuture[T]] = deque(f for f in distinct if f.done())
@@ -82,7 +88,9 @@ class AsCompleted(Generic[T]):
             # The deadline runs from the first step: the call itself may
             # happen outside any event loop.
             timeout = self._timeout
-            self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
+            self._deadline = (
+                math.inf if timeout is None else anyio.current_time() + timeout
+            )
         while not self._finished:
             if not self._pending:
                 raise StopAsyncIteration
@@ -168,6 +176,10 @@ async def wait(
             for future in pending:
                 future.remove_done_callback(on_done)
     done = {f for f in distinct if f._state >= FINISHED}
-    if timed_out and strategy is WaitStrategy.ALL_COMPLETED and len(done) < len(distinct):
+    if (
+        timed_out
+        and strategy is WaitStrategy.ALL_COMPLETED
+        and len(done) < len(distinct)
+    ):
         raise TimeoutError("wait timed out")
     return done, {f for f in distinct if f._state < FINISHED}
