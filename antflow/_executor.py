@@ -45,7 +45,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._compat import backend_name, loop_token, spawn_detached
+from ._compat import backend_name, loop_checker, loop_token, spawn_detached
 from ._exceptions import ExecutorShutdownError
 from ._future import CANCELLED, FAILED, FINISHED, RUNNING, AsyncFuture, check_timeout
 from ._limits import Strategy, WaitingLine, strategy_for
@@ -123,6 +123,7 @@ class AsyncExecutor:
         self._stopped: anyio.Event | None = None  # all our tasks have exited
         self._done: anyio.Event | None = None  # torn down: every future final
         self._crash: BaseException | None = None  # what ended a detached runner
+        self._on_own_loop: Callable[[], bool] = _not_started
 
     # -- life cycle --------------------------------------------------------
 
@@ -207,6 +208,7 @@ class AsyncExecutor:
     def _open(self) -> None:
         self._token = loop_token()
         self._backend = backend_name(self._token)
+        self._on_own_loop = loop_checker(self._token)
         self._send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
         self._stopped = anyio.Event()
         self._done = anyio.Event()
@@ -379,12 +381,6 @@ class AsyncExecutor:
         retry = RetryPolicy(retries, retry_delay) if retries else None  # type: ignore[arg-type]
         return JobOptions(semaphore, strategy, retry)
 
-    def _on_own_loop(self) -> bool:
-        try:
-            return bool(loop_token() == self._token)
-        except RuntimeError:
-            return False
-
     def _enqueue(
         self,
         fn: Callable[..., Any],
@@ -415,81 +411,93 @@ class AsyncExecutor:
     # -- running -----------------------------------------------------------
 
     async def _worker(self) -> None:
-        receive = self._receive
-        ready = self._ready
-        assert receive is not None
+        # Jobs run inside the worker's cancel scope, which job.cancel()
+        # cancels while that job holds it. Making a scope per job would cost
+        # more than the rest of the job's bookkeeping together, so a worker
+        # makes a new one only after a job used its scope up.
         try:
             while True:
-                if ready:
-                    job = ready.popleft()
-                else:
-                    self._idle += 1
-                    try:
-                        job = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                    finally:
-                        self._idle -= 1
-                    self._queued -= 1
-                    if job is _WAKE:
-                        continue
-                if job._state >= FINISHED:
-                    self._give_back(job)  # cancelled while it waited
-                elif self._cancelling:
-                    self._give_back(job)
-                    job._settle(CANCELLED, None)
-                else:
-                    await self._run(job)
+                with anyio.CancelScope() as scope:
+                    while not scope.cancel_called:
+                        job = await self._next_job()
+                        if job is None:
+                            return
+                        await self._run(job, scope)
         finally:
             self._workers -= 1
             self._task_exited()
 
-    async def _run(self, job: AsyncFuture[Any]) -> None:
+    async def _next_job(self) -> AsyncFuture[Any] | None:
+        """The next job to start (ready ones first); None when closed."""
+        ready, receive = self._ready, self._receive
+        assert receive is not None
+        while True:
+            if ready:
+                job = ready.popleft()
+            else:
+                self._idle += 1
+                try:
+                    job = await receive.receive()
+                except anyio.EndOfStream:
+                    return None
+                finally:
+                    self._idle -= 1
+                self._queued -= 1
+                if job is _WAKE:
+                    continue
+            if job._state >= FINISHED:
+                self._give_back(job)  # cancelled while it waited
+            elif self._cancelling:
+                self._give_back(job)
+                job._settle(CANCELLED, None)
+            else:
+                return job
+
+    async def _run(self, job: AsyncFuture[Any], scope: anyio.CancelScope) -> None:
+        """Run ``job`` in the worker's ``scope``, all its attempts included."""
         options = job._options
-        if options is None:
-            return await self._run_plain(job)
-        strategy = options.strategy
+        strategy = options.strategy if options is not None else None
         parks = strategy is not None and strategy.parks
-        if parks and not job._holding and not self._try_acquire(job, options):
-            return self._park(job, options)
+        if parks and not job._holding and not self._try_acquire(job, options):  # type: ignore[arg-type]
+            return self._park(job, options)  # type: ignore[arg-type]
         job._state = RUNNING
+        job._scope = scope
         self._running.add(job)
         park_again = False
         error: Exception | None = None
         value: Any = None
         try:
-            with anyio.CancelScope() as scope:
-                job._scope = scope
-                while True:
-                    try:
-                        if strategy is not None and not parks:
-                            async with options.limiter:
-                                value = await _call(job)
-                        else:
+            while True:
+                try:
+                    if strategy is not None and not parks:
+                        async with options.limiter:  # type: ignore[union-attr]
                             value = await _call(job)
-                    except Exception as exc:
-                        error = exc
                     else:
-                        error = None
-                    finally:
-                        self._give_back(job)
-                    if error is None or options.retry is None:
-                        break
-                    if job._retry_state is None:
-                        job._retry_state = options.retry.new_state(
-                            job._fn, job._args, job._kwargs
-                        )
-                    delay = options.retry.next_delay(job._retry_state, error)
-                    if delay is None:
-                        break
-                    # Back-off keeps the worker but not the semaphore.
-                    await anyio.sleep(delay)
-                    if parks and not self._try_acquire(job, options):
-                        park_again = True
-                        break
+                        value = await _call(job)
+                except Exception as exc:
+                    error = exc
+                else:
+                    error = None
+                finally:
+                    self._give_back(job)
+                if error is None or options is None or options.retry is None:
+                    break
+                if job._retry_state is None:
+                    job._retry_state = options.retry.new_state(
+                        job._fn, job._args, job._kwargs
+                    )
+                delay = options.retry.next_delay(job._retry_state, error)
+                if delay is None:
+                    break
+                # Back-off keeps the worker but not the semaphore.
+                await anyio.sleep(delay)
+                if parks and not self._try_acquire(job, options):
+                    park_again = True
+                    break
         except BaseException:
-            # Outer cancellation, or a BaseException from the task itself:
-            # never stored as a result, but the future still ends final.
+            # Cancellation (ours or from outside), or a BaseException from the
+            # task itself: never stored as a result, but the future still
+            # ends final. The worker's scope absorbs its own cancellation.
             self._running.discard(job)
             self._give_back(job)
             job._settle(CANCELLED, None)
@@ -497,37 +505,16 @@ class AsyncExecutor:
         self._running.discard(job)
         job._scope = None
         if scope.cancel_called:
+            # Cancelled, but the task swallowed it or finished first: the
+            # cancel() that returned True wins.
             job._settle(CANCELLED, None)
         elif park_again:
-            self._park(job, options)
+            self._park(job, options)  # type: ignore[arg-type]
         elif error is not None:
             job._settle(FAILED, error)
         else:
             job._settle(FINISHED, value)
         return None
-
-    async def _run_plain(self, job: AsyncFuture[Any]) -> None:
-        """The common case, no semaphore and no retries, kept lean."""
-        job._state = RUNNING
-        self._running.add(job)
-        outcome: int = CANCELLED  # stays so if the scope absorbs a cancel
-        value: Any = None
-        try:
-            with anyio.CancelScope() as scope:
-                job._scope = scope
-                try:
-                    value = await _call(job)
-                except Exception as error:
-                    outcome, value = FAILED, error
-                else:
-                    outcome = FINISHED
-        except BaseException:
-            self._running.discard(job)
-            job._settle(CANCELLED, None)
-            raise
-        self._running.discard(job)
-        job._scope = None
-        job._settle(CANCELLED if scope.cancel_called else outcome, value)
 
     # -- semaphores --------------------------------------------------------
 
@@ -713,6 +700,10 @@ class AsyncExecutor:
     def __repr__(self) -> str:
         state = ("new", "open", "shutting down", "closed")[self._state]
         return f"<AsyncExecutor max_workers={self.max_workers} {state}>"
+
+
+def _not_started() -> bool:
+    return False
 
 
 def _check_function(fn: object) -> None:

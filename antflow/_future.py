@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
 
-from ._compat import loop_token
 from ._exceptions import CancelledError
 
 if TYPE_CHECKING:
@@ -146,7 +145,7 @@ class AsyncFuture(Generic[T]):
         if timeout is not None:
             check_timeout(timeout)
         if self._state < FINISHED:
-            if loop_token() != self._executor._token:
+            if not self._executor._on_own_loop():
                 raise RuntimeError(
                     f"{self!r} belongs to another event loop; await it on the loop "
                     "that runs its executor"
