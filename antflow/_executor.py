@@ -122,6 +122,7 @@ class AsyncExecutor:
         self._sequence = 0
         self._stopped: anyio.Event | None = None  # all our tasks have exited
         self._done: anyio.Event | None = None  # torn down: every future final
+        self._drained: anyio.Event | None = None  # nothing outstanding any more
         self._crash: BaseException | None = None  # what ended a detached runner
         self._on_own_loop: Callable[[], bool] = _not_started
 
@@ -149,6 +150,9 @@ class AsyncExecutor:
         raised_here: BaseException | None = None
         if exc is None:
             try:
+                # Like a nursery: running tasks may still submit more work,
+                # and that is waited for too, before shutdown begins.
+                await self._drain()
                 await self.shutdown(wait=True)
             except BaseException as error:  # cancelled while draining
                 exc = raised_here = error
@@ -190,6 +194,8 @@ class AsyncExecutor:
         if self._state == _NEW:
             self._state = _CLOSED
             return
+        if self._state != _CLOSED and not self._on_own_loop():
+            raise RuntimeError("this AsyncExecutor belongs to another event loop")
         if self._state == _OPEN:
             self._state = _SHUTTING_DOWN
         if cancel_futures:
@@ -204,6 +210,11 @@ class AsyncExecutor:
             if self._crash is not None:
                 crash, self._crash = self._crash, None
                 raise crash
+
+    async def _drain(self) -> None:
+        while self._outstanding:
+            self._drained = anyio.Event()
+            await self._drained.wait()
 
     def _open(self) -> None:
         self._token = loop_token()
@@ -569,8 +580,11 @@ class AsyncExecutor:
 
     def _job_settled(self) -> None:
         self._outstanding -= 1
-        if self._outstanding == 0 and self._state == _SHUTTING_DOWN:
-            self._close()
+        if self._outstanding == 0:
+            if self._drained is not None:
+                self._drained.set()
+            if self._state == _SHUTTING_DOWN:
+                self._close()
 
     def _hold_open(self) -> None:
         """A ``map()`` call is in progress: a graceful shutdown waits for it."""

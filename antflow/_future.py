@@ -204,6 +204,8 @@ class AsyncFuture(Generic[T]):
 
     async def wait_final(self, timeout: float | None = None) -> None:
         """Block until final, without the loop check (internal callers)."""
+        if self._state >= FINISHED:
+            return
         if self._event is None:
             self._event = anyio.Event()
         if timeout is None:

@@ -86,7 +86,7 @@ class MapIterator(Generic[T]):
                 raise TimeoutError("map timed out")
             return window.popleft().outcome()
         except BaseException:
-            self._stop()
+            await self.aclose()
             raise
 
     async def _top_up(self) -> None:
@@ -98,20 +98,33 @@ class MapIterator(Generic[T]):
                 return
             window.append(enqueue(fn, args, None, options))
 
-    def _stop(self) -> None:
-        """Cancel what is still in flight and read no further."""
+    def _stop(self) -> list[AsyncFuture[T]]:
+        """Cancel what is still in flight and read no further; return the
+        futures whose tasks have yet to exit."""
         self._closed = True
         self._inputs.exhausted = True
+        stopping: list[AsyncFuture[T]] = []
         while self._window:
             future = self._window.popleft()
-            if not future.cancel() and future._state == FAILED:
+            if future.cancel():
+                if not future.done():
+                    stopping.append(future)
+            elif future._state == FAILED:
                 # Superseded by the exception the caller got; don't report
                 # it again as "never retrieved".
                 future._retrieved = True
+        return stopping
 
     async def aclose(self) -> None:
-        """Stop early: cancel the tasks still in flight, read no more input."""
-        self._stop()
+        """Stop early: cancel the tasks still in flight, read no more input,
+        and return once those tasks have exited."""
+        stopping = self._stop()
+        if stopping:
+            # Shielded: even when our caller is being cancelled, "none keeps
+            # running" must hold by the time the cancellation propagates.
+            with anyio.CancelScope(shield=True):
+                for future in stopping:
+                    await future.wait_final()
 
     async def __aenter__(self) -> MapIterator[T]:
         return self
@@ -122,7 +135,7 @@ class MapIterator(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop()
+        await self.aclose()
 
     def __del__(self) -> None:
         if not self._closed and self._window and self._executor._state < 3:

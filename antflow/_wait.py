@@ -64,10 +64,11 @@ class AsCompleted(Generic[T]):
     def __init__(
         self, futures: Iterable[AsyncFuture[T]], timeout: float | None
     ) -> None:
+        self._pending: dict[AsyncFuture[T], None] = {}  # for __del__ if we raise
         check_timeout(timeout)
         distinct = _distinct(futures)
         self._finished: deque[AsyncFuture[T]] = deque(f for f in distinct if f.done())
-        self._pending = {f: None for f in distinct if not f.done()}
+        self._pending = dict.fromkeys(f for f in distinct if not f.done())
         self._event: anyio.Event | None = None
         self._timeout = timeout
         self._deadline: float | None = None
@@ -111,7 +112,7 @@ class AsCompleted(Generic[T]):
         for future in self._pending:
             future.remove_done_callback(self._on_done)
         self._pending.clear()
-        self._finished.clear()
+        self._finished = deque()
 
     async def aclose(self) -> None:
         """Stop watching (same as `close`)."""
