@@ -3,6 +3,8 @@
 from ._exceptions import AntFlowError, CancelledError, ExecutorShutdownError
 from ._executor import AsyncExecutor
 from ._future import AsyncFuture
+from ._rate import RateLimiter
+from ._statistics import ExecutorStatistics
 from ._version import __version__
 from ._wait import WaitStrategy
 
@@ -12,6 +14,8 @@ __all__ = [
     "AsyncFuture",
     "CancelledError",
     "ExecutorShutdownError",
+    "ExecutorStatistics",
+    "RateLimiter",
     "WaitStrategy",
     "__version__",
 ]
@@ -24,6 +28,8 @@ for _public in (
     AsyncFuture,
     CancelledError,
     ExecutorShutdownError,
+    ExecutorStatistics,
+    RateLimiter,
     WaitStrategy,
 ):
     _public.__module__ = __name__

@@ -27,7 +27,8 @@ import anyio
 from ._exceptions import CancelledError
 
 if TYPE_CHECKING:
-    from ._executor import AsyncExecutor, JobOptions
+    from ._options import JobOptions
+    from ._scheduler import Scheduler
 
 T = TypeVar("T")
 logger = logging.getLogger("antflow")
@@ -63,9 +64,9 @@ class AsyncFuture(Generic[T]):
         "_event",
         "_executor",
         "_fn",
-        "_holding",
         "_kwargs",
         "_options",
+        "_passed",
         "_retrieved",
         "_retry_state",
         "_scope",
@@ -76,7 +77,7 @@ class AsyncFuture(Generic[T]):
 
     def __init__(
         self,
-        executor: AsyncExecutor,
+        executor: Scheduler,
         sequence_id: int,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
@@ -95,7 +96,7 @@ class AsyncFuture(Generic[T]):
         self._callbacks: dict[Callable[[AsyncFuture[T]], object], int] | None = None
         self._event: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
-        self._holding = False  # holds a token of its semaphore right now
+        self._passed = 0  # gates (semaphore, rate limits) passed this attempt
         self._retry_state: Any = None
         self._retrieved = False
 
@@ -240,7 +241,7 @@ class AsyncFuture(Generic[T]):
             for fn, count in callbacks.items():
                 for _ in range(count):
                     _call_back(fn, self)
-        self._executor._job_settled()
+        self._executor._job_settled(state)
 
     def __repr__(self) -> str:
         state = _STATE_NAMES[self._state]

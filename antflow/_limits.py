@@ -211,3 +211,21 @@ class WaitingLine:
                         self._on_token(job)
         finally:
             self._on_empty(self)
+
+
+class _Pacing:
+    """`antflow.RateLimiter`: a token is a start slot; nothing to give back."""
+
+    parks = True
+
+    def try_acquire(self, limiter: Any, owner: object) -> bool:
+        return bool(limiter.try_acquire())
+
+    async def acquire(self, limiter: Any, owner: object) -> None:
+        await limiter.acquire()
+
+    def release(self, limiter: Any, owner: object) -> None:
+        pass
+
+
+PACING: Strategy = _Pacing()

@@ -1,15 +1,16 @@
-"""map_iter: results in input order, input read lazily, bounded read-ahead.
+"""map_iter: results streamed from a bounded window of submitted items.
 
-The iterator keeps a window of at most ``2 * max_workers`` submitted futures
-in input order. Each step tops the window up from the input, then waits for
-the oldest future. The work itself runs in the executor's task group, so
-nothing here holds a task group or cancel scope across a ``yield`` (PEP 789):
-each ``__anext__`` opens its own deadline scope and closes it before
-returning.
+The iterator keeps a window of at most ``2 * max_workers`` submitted futures.
+Each step tops the window up from the input, then waits for the result to
+yield: the oldest one (``ordered=True``) or whichever finishes first
+(``ordered=False``). The work runs in the executor's task group, so nothing
+here holds a task group or cancel scope across a ``yield`` (PEP 789): each
+``__anext__`` opens its own deadline scope and closes it before returning.
 
-Leaving early cancels the window. ``aclose()`` and ``async with`` do it
-explicitly; ``break`` out of ``async for`` drops the last reference, and
-``__del__`` does it then (CPython finalises at once).
+Leaving early cancels the window. ``aclose()`` and ``async with`` do it and
+wait until the cancelled tasks have exited; ``break`` out of ``async for``
+drops the last reference, and ``__del__`` cancels them then (CPython
+finalises at once), without waiting.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
 
-from ._future import FAILED, FINISHED, AsyncFuture
+from ._future import CANCELLED, FAILED, FINISHED, AsyncFuture
+from ._progress import Progress, known_length, make_reporter
 
 if TYPE_CHECKING:
-    from ._executor import AsyncExecutor, JobOptions
+    from ._executor import AsyncExecutor
+    from ._options import JobOptions
+
+__all__ = ["MapIterator", "Progress"]
 
 T = TypeVar("T")
 
@@ -41,10 +46,15 @@ class MapIterator(Generic[T]):
     __slots__ = (
         "_closed",
         "_deadline",
+        "_done",
         "_executor",
+        "_finished",
         "_fn",
         "_inputs",
         "_options",
+        "_ordered",
+        "_report",
+        "_wakeup",
         "_window",
         "_window_size",
     )
@@ -56,12 +66,24 @@ class MapIterator(Generic[T]):
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
         options: JobOptions | None,
         timeout: float | None,
+        ordered: bool = True,
+        progress: Progress = None,
     ) -> None:
+        self._closed = True  # until fully built, so __del__ has nothing to do
         self._executor = executor
         self._fn = fn
         self._options = options
         self._inputs = _Inputs(iterables)
-        self._window: deque[AsyncFuture[T]] = deque()
+        self._ordered = bool(ordered)
+        self._report = make_reporter(progress, known_length(iterables))
+        self._done = 0  # items finished with a result or an exception
+        # In flight, oldest first. Unordered mode removes from the middle,
+        # so the window is a dict there (insertion-ordered, O(1) removal).
+        self._window: deque[AsyncFuture[T]] | dict[AsyncFuture[T], None] = (
+            deque() if ordered else {}
+        )
+        self._finished: deque[AsyncFuture[T]] = deque()  # unordered mode
+        self._wakeup: anyio.Event | None = None  # unordered mode
         self._window_size = READ_AHEAD * executor.max_workers
         # One deadline for the whole iteration, measured from this call.
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
@@ -73,46 +95,86 @@ class MapIterator(Generic[T]):
     async def __anext__(self) -> T:
         if self._closed:
             raise StopAsyncIteration
-        window = self._window
+        future: AsyncFuture[T] | None = None
         try:
             with anyio.CancelScope(deadline=self._deadline) as scope:
                 await self._top_up()
-                if not window:
-                    self._closed = True
-                    raise StopAsyncIteration
-                if window[0]._state < FINISHED:
-                    await window[0].wait_final()
+                future = await (
+                    self._next_in_order() if self._ordered else self._next_done()
+                )
             if scope.cancelled_caught:
                 raise TimeoutError("map timed out")
-            return window.popleft().outcome()
+            if future is None:
+                await self.aclose()
+                raise StopAsyncIteration
+            return future.outcome()
         except BaseException:
             await self.aclose()
             raise
 
+    async def _next_in_order(self) -> AsyncFuture[T] | None:
+        window = self._window
+        assert isinstance(window, deque)
+        if not window:
+            return None
+        if window[0]._state < FINISHED:
+            await window[0].wait_final()
+        return window.popleft()
+
+    async def _next_done(self) -> AsyncFuture[T] | None:
+        while not self._finished:
+            if not self._window:
+                return None
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        return self._finished.popleft()
+
+    def _on_done(self, future: AsyncFuture[T]) -> None:
+        if future._state != CANCELLED and self._report is not None:
+            self._done += 1
+            self._report(self._done)
+        if not self._ordered and self._window.pop(future, 0) is None:  # type: ignore[call-arg]
+            self._finished.append(future)
+            if self._wakeup is not None:
+                self._wakeup.set()
+
     async def _top_up(self) -> None:
         window, inputs, enqueue = self._window, self._inputs, self._executor._enqueue
         fn, options = self._fn, self._options
+        watch = self._report is not None or not self._ordered
         while len(window) < self._window_size:
             args = await inputs.next() if inputs.is_async else inputs.next_sync()
             if args is None:
                 return
-            window.append(enqueue(fn, args, None, options))
+            future: AsyncFuture[T] = enqueue(fn, args, None, options)
+            if isinstance(window, deque):
+                window.append(future)
+            else:
+                window[future] = None
+            if watch:
+                future.add_done_callback(self._on_done)
 
     def _stop(self) -> list[AsyncFuture[T]]:
-        """Cancel what is still in flight and read no further; return the
-        futures whose tasks have yet to exit."""
+        """Cancel what is in flight and read no further; return the futures
+        whose tasks have yet to exit."""
         self._closed = True
         self._inputs.exhausted = True
+        window = list(self._window)
+        self._window.clear()
         stopping: list[AsyncFuture[T]] = []
-        while self._window:
-            future = self._window.popleft()
+        for future in [*window, *self._finished]:
             if future.cancel():
                 if not future.done():
                     stopping.append(future)
             elif future._state == FAILED:
-                # Superseded by the exception the caller got; don't report
-                # it again as "never retrieved".
+                # Superseded by the exception the caller got, or never asked
+                # for: don't report it as "never retrieved".
                 future._retrieved = True
+        self._finished.clear()
+        report, self._report = self._report, None
+        close = getattr(report, "close", None)
+        if close is not None:
+            close()
         return stopping
 
     async def aclose(self) -> None:
@@ -138,7 +200,9 @@ class MapIterator(Generic[T]):
         await self.aclose()
 
     def __del__(self) -> None:
-        if not self._closed and self._window and self._executor._state < 3:
+        # Only while the executor runs: once it has closed, every future is
+        # final and its scopes belong to a finished task group.
+        if not self._closed and self._executor._state < 3:
             self._stop()
 
 

@@ -16,6 +16,7 @@ tenacity is imported on first use only: most programs never retry, and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,20 +41,39 @@ def check_retry_arguments(retries: object, retry_delay: object) -> None:
 
 
 class RetryPolicy:
-    """Up to ``retries`` more attempts, waiting ``delay * 2**(n-1)`` before the
-    n-th retry. Shared by every job of one ``submit`` or ``map`` call."""
+    """Up to ``retries`` more attempts after exceptions ``retry_on`` accepts,
+    waiting ``delay * 2**(n-1)`` (capped at ``max_delay``, plus up to
+    ``jitter`` at random) before the n-th retry. Shared by every job of one
+    ``submit`` or ``map`` call."""
 
-    __slots__ = ("_retrying",)
+    __slots__ = ("_max_delay", "_retrying")
 
-    def __init__(self, retries: int, delay: float) -> None:
+    def __init__(
+        self,
+        retries: int,
+        delay: float,
+        retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (
+            Exception,
+        ),
+        max_delay: float | None = None,
+        jitter: float = 0,
+    ) -> None:
         import tenacity
 
+        wait: Any = tenacity.wait_exponential(multiplier=delay)
+        if jitter:
+            wait = wait + tenacity.wait_random(0, jitter)
+        self._max_delay = max_delay
         self._retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(retries + 1),
-            wait=tenacity.wait_exponential(multiplier=delay),
-            # Only Exceptions reach the policy; cancellation and other
+            wait=wait,
+            # Only Exceptions ever reach the policy: cancellation and other
             # BaseExceptions propagate before it is asked.
-            retry=tenacity.retry_if_exception_type(Exception),
+            retry=(
+                tenacity.retry_if_exception_type(retry_on)  # pyright: ignore[reportUnknownArgumentType]
+                if isinstance(retry_on, tuple)
+                else tenacity.retry_if_exception(retry_on)
+            ),
             reraise=True,
         )
 
@@ -66,11 +86,16 @@ class RetryPolicy:
     def next_delay(
         self, state: tenacity.RetryCallState, error: Exception
     ) -> float | None:
-        """Seconds to wait before retrying after ``error``, or None to give up."""
+        """Seconds to wait before retrying after ``error``, or None to give up.
+
+        Raises whatever a user's ``retry_on`` predicate raises.
+        """
         state.set_exception((type(error), error, error.__traceback__))
         retrying = self._retrying
-        if not retrying.retry(state) or retrying.stop(state):
+        if retrying.stop(state) or not retrying.retry(state):
             return None
         delay = float(retrying.wait(state))
+        if self._max_delay is not None:
+            delay = min(delay, self._max_delay)
         state.prepare_for_next_attempt()
         return delay

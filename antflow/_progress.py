@@ -1,0 +1,104 @@
+"""Progress reporting for ``map`` and ``map_iter`` (``progress=``).
+
+``progress=True`` draws a bar on stderr: rich's when ``antflow[progress]`` is
+installed, else a plain one. The plain bar redraws one line with ``\\r`` only
+when stderr is a terminal; otherwise it writes a whole line at each tenth of
+the way (or every 1,000 items when the total is unknown), so logs and CI
+output stay readable. A callable is called as ``progress(done, total)``
+after each item that finished with a result or an exception.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+Progress = bool | Callable[[int, int | None], object] | None
+
+
+def known_length(iterables: Iterable[object]) -> int | None:
+    """The zipped length, when every input knows its own."""
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def make_reporter(
+    progress: Progress, total: int | None
+) -> Callable[[int], object] | None:
+    """A ``report(done)`` function for the ``progress=`` argument, or None."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return _bar(total)
+    if callable(progress):
+        callback = progress
+        return lambda done: callback(done, total)
+    raise TypeError(
+        f"progress must be a bool or a callable, got {type(progress).__name__}"
+    )
+
+
+def _bar(total: int | None) -> Callable[[int], None]:
+    try:
+        import rich.progress
+    except ImportError:
+        return _PlainBar(total, sys.stderr)
+    return _RichBar(rich.progress, total)
+
+
+class _RichBar:
+    def __init__(self, module: Any, total: int | None) -> None:
+        self._progress = module.Progress(transient=False)
+        self._task = self._progress.add_task("antflow", total=total)
+        self._progress.start()
+
+    def __call__(self, done: int) -> None:
+        self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+class _PlainBar:
+    WIDTH = 30
+
+    def __init__(self, total: int | None, stream: TextIO) -> None:
+        self._total = total
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = -1
+        self._done = 0
+
+    def __call__(self, done: int) -> None:
+        self._done = done
+        step = self._step(done)
+        if self._tty or step != self._last:
+            self._last = step
+            self._draw(final=False)
+
+    def _step(self, done: int) -> int:
+        if self._total:
+            return done * 10 // self._total
+        return done // 1000
+
+    def _draw(self, final: bool) -> None:
+        done, total = self._done, self._total
+        if total:
+            filled = self.WIDTH * done // total
+            text = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
+        else:
+            text = f"{done} done"
+        if self._tty:
+            self._stream.write("\r" + text + ("\n" if final else ""))
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        # A terminal gets the final count and a newline; a log gets a last
+        # line only if the final count was not written yet.
+        if self._tty or self._step(self._done) != self._last:
+            self._draw(final=True)
