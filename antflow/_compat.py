@@ -10,7 +10,7 @@ through anyio.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from anyio.lowlevel import EventLoopToken, current_token
 
@@ -77,7 +77,7 @@ def spawn_detached(
     else:
         import asyncio
 
-        loop: asyncio.AbstractEventLoop = token.native_token  # type: ignore[assignment]
+        loop = cast(asyncio.AbstractEventLoop, token.native_token)
         task = loop.create_task(func())
         # The loop holds only a weak reference to its tasks; keep this one
         # alive until it is done.

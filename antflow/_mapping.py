@@ -133,7 +133,8 @@ class MapIterator(Generic[T]):
         if future._state != CANCELLED and self._report is not None:
             self._done += 1
             self._report(self._done)
-        if not self._ordered and self._window.pop(future, 0) is None:  # type: ignore[call-arg]
+        window = self._window
+        if isinstance(window, dict) and window.pop(future, 0) is None:
             self._finished.append(future)
             if self._wakeup is not None:
                 self._wakeup.set()

@@ -11,8 +11,8 @@ after each item that finished with a result or an exception.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Sized
+from typing import Any, TextIO, cast
 
 Progress = bool | Callable[[int, int | None], object] | None
 
@@ -20,7 +20,7 @@ Progress = bool | Callable[[int, int | None], object] | None
 def known_length(iterables: Iterable[object]) -> int | None:
     """The zipped length, when every input knows its own."""
     try:
-        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+        return min(len(cast(Sized, it)) for it in iterables)
     except TypeError:
         return None
 

@@ -87,7 +87,8 @@ class Scheduler:
         )
         self._outstanding += 1
         self._queued += 1
-        self._send.send_nowait(future)  # type: ignore[union-attr]
+        assert self._send is not None
+        self._send.send_nowait(future)
         if self._queued > self._idle and self._workers < self.max_workers:
             self._start_worker()
         return future
@@ -226,8 +227,8 @@ class Scheduler:
         passed = job._passed
         if passed:
             job._passed = 0
-            gates = job._options.gates  # type: ignore[union-attr]
-            for limiter, strategy in gates[:passed]:
+            assert job._options is not None
+            for limiter, strategy in job._options.gates[:passed]:
                 strategy.release(limiter, job)
 
     def _park(self, job: AsyncFuture[Any], gate: Gate) -> None:
@@ -248,7 +249,8 @@ class Scheduler:
         if self._idle:
             # Idle workers sleep on the stream; wake one.
             self._queued += 1
-            self._send.send_nowait(_WAKE)  # type: ignore[union-attr]
+            assert self._send is not None
+            self._send.send_nowait(_WAKE)
         elif self._workers < self.max_workers:
             self._start_worker()
 
