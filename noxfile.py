@@ -55,7 +55,7 @@ OLDEST = PYTHONS[0] if PYTHONS else None
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole suite on asyncio, uvloop and trio."""
-    session.install("-e", ".[trio,uvloop]", *TEST_DEPS)
+    session.install("-e", ".[trio,uvloop,progress]", *TEST_DEPS)
     session.run("pytest", *session.posargs)
 
 
@@ -78,6 +78,17 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=OLDEST)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright (strict) on the package and tests/typing."""
-    session.install("-e", ".[trio]", "mypy", "pyright")
+    session.install("-e", ".[trio,progress]", "mypy", "pyright")
     session.run("mypy", "antflow", "tests/typing")
     session.run("pyright")
+
+
+@nox.session(python=PYTHONS[-1] if PYTHONS else None)
+def bench(session: nox.Session) -> None:
+    """Benchmarks next to raw asyncio/anyio, aiometer and AntFlow 0.10 (not asserted).
+
+    ``nox -s bench`` runs the full sizes; ``nox -s bench -- --quick`` the quick
+    mode CI runs. Reports go to benchmarks/results/ (see benchmarks/README.md).
+    """
+    session.install("-e", ".[trio,uvloop]", "aiometer==1.0.0")
+    session.run("python", "benchmarks/run.py", *session.posargs)

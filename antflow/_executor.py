@@ -295,6 +295,9 @@ class AsyncExecutor(Scheduler):
             if event is not None:
                 event.set()
 
+    def _is_closed(self) -> bool:
+        return self._state == _CLOSED
+
     def _became_idle(self) -> None:
         if self._drained is not None:
             self._drained.set()

@@ -45,7 +45,7 @@ class _Borrowing:
 
     parks = True
 
-    def __init__(self, would_block: type[Exception]) -> None:
+    def __init__(self, *would_block: type[Exception]) -> None:
         self._would_block = would_block
 
     def try_acquire(self, limiter: Any, owner: object) -> bool:
@@ -67,7 +67,7 @@ class _Counting:
 
     parks = True
 
-    def __init__(self, would_block: type[Exception]) -> None:
+    def __init__(self, *would_block: type[Exception]) -> None:
         self._would_block = would_block
 
     def try_acquire(self, limiter: Any, owner: object) -> bool:
@@ -128,18 +128,15 @@ class _ContextManager:
 
 _CONTEXT_MANAGER = _ContextManager()
 _ASYNCIO_SEMAPHORE = _AsyncioSemaphore()
-_ANYIO_BORROWING = _Borrowing(anyio.WouldBlock)
-_ANYIO_COUNTING = _Counting(anyio.WouldBlock)
-_strategies: dict[type[object], Strategy] = {}
+_strategies: dict[tuple[type[object], str], Strategy] = {}
 
 
 def strategy_for(limiter: object, backend: str) -> Strategy:
     """Pick how to use ``limiter`` on ``backend``; ``TypeError`` if we can't."""
     kind = type(limiter)
-    found = _strategies.get(kind)
+    found = _strategies.get((kind, backend))
     if found is None:
-        found = _classify(kind)
-        _strategies[kind] = found
+        found = _strategies[kind, backend] = _classify(kind, backend)
     module = kind.__module__
     if backend == "trio" and module.startswith("asyncio"):
         raise TypeError(
@@ -154,11 +151,18 @@ def strategy_for(limiter: object, backend: str) -> Strategy:
     return found
 
 
-def _classify(kind: type[object]) -> Strategy:
-    if issubclass(kind, anyio.CapacityLimiter):
-        return _ANYIO_BORROWING
-    if issubclass(kind, anyio.Semaphore):
-        return _ANYIO_COUNTING
+def _classify(kind: type[object], backend: str) -> Strategy:
+    if issubclass(kind, anyio.CapacityLimiter | anyio.Semaphore):
+        would_block: tuple[type[Exception], ...] = (anyio.WouldBlock,)
+        if backend == "trio":
+            import trio
+
+            # Seen with anyio 4.11, our oldest: trio's own WouldBlock escapes
+            # anyio's wrappers on trio.
+            would_block += (trio.WouldBlock,)
+        if issubclass(kind, anyio.CapacityLimiter):
+            return _Borrowing(*would_block)
+        return _Counting(*would_block)
     if issubclass(kind, asyncio.Semaphore):
         return _ASYNCIO_SEMAPHORE
     if kind.__module__.startswith("trio"):

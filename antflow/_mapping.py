@@ -97,13 +97,13 @@ class MapIterator(Generic[T]):
             raise StopAsyncIteration
         future: AsyncFuture[T] | None = None
         try:
-            with anyio.CancelScope(deadline=self._deadline) as scope:
-                await self._top_up()
-                future = await (
-                    self._next_in_order() if self._ordered else self._next_done()
-                )
-            if scope.cancelled_caught:
-                raise TimeoutError("map timed out")
+            if self._deadline == math.inf:
+                future = await self._step()
+            else:
+                with anyio.CancelScope(deadline=self._deadline) as scope:
+                    future = await self._step()
+                if scope.cancelled_caught:
+                    raise TimeoutError("map timed out")
             if future is None:
                 await self.aclose()
                 raise StopAsyncIteration
@@ -111,6 +111,13 @@ class MapIterator(Generic[T]):
         except BaseException:
             await self.aclose()
             raise
+
+    async def _step(self) -> AsyncFuture[T] | None:
+        """Top the window up, then wait for the next result to yield."""
+        await self._top_up()
+        if self._ordered:
+            return await self._next_in_order()
+        return await self._next_done()
 
     async def _next_in_order(self) -> AsyncFuture[T] | None:
         window = self._window
@@ -203,7 +210,7 @@ class MapIterator(Generic[T]):
     def __del__(self) -> None:
         # Only while the executor runs: once it has closed, every future is
         # final and its scopes belong to a finished task group.
-        if not self._closed and self._executor._state < 3:
+        if not self._closed and not self._executor._is_closed():
             self._stop()
 
 
