@@ -206,10 +206,14 @@ class WaitingLine:
             with self.scope:
                 while jobs:
                     job = jobs[0]
+                    if job.done():
+                        # Cancelled while it waited: don't spend a token on it.
+                        jobs.popleft()
+                        continue
                     await strategy.acquire(limiter, job)
                     jobs.popleft()
                     if job.done():
-                        # Cancelled while it waited: pass the token on.
+                        # Cancelled while we waited for it: pass the token on.
                         strategy.release(limiter, job)
                     else:
                         self._on_token(job)
