@@ -195,6 +195,7 @@ class MapIterator(Generic[T]):
             with anyio.CancelScope(shield=True):
                 for future in stopping:
                     await future.wait_final()
+        await self._inputs.aclose()
 
     async def __aenter__(self) -> MapIterator[T]:
         return self
@@ -248,6 +249,16 @@ class _Inputs:
         if args is None:
             self.exhausted = True
         return args
+
+    async def aclose(self) -> None:
+        """Finalise the async iterators we stopped reading, so an async
+        generator's ``finally`` runs now, in this task, rather than whenever
+        the garbage collector gets to it (trio warns about that)."""
+        iterators, self._iterators = self._iterators, []
+        for iterator in iterators:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def next(self) -> tuple[Any, ...] | None:
         if self.exhausted:

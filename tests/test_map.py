@@ -159,7 +159,9 @@ def task_count() -> int:
 # --------------------------------------------------------------------------
 
 
-async def test_map_returns_results_in_input_order_whatever_the_completion_order() -> None:
+async def test_map_returns_results_in_input_order_whatever_the_completion_order() -> (
+    None
+):
     """SPEC map: results in input order (items here finish in reverse order)."""
     probe = Probe()
     out: dict[str, Any] = {}
@@ -203,7 +205,9 @@ async def test_map_iter_yields_in_input_order_for_every_completion_order(
     assert got == [0, 10, 20, 30]
 
 
-async def test_map_iter_yields_each_result_once_it_and_all_before_it_are_ready() -> None:
+async def test_map_iter_yields_each_result_once_it_and_all_before_it_are_ready() -> (
+    None
+):
     """SPEC map_iter: a result is yielded as soon as it and everything before it is ready."""
     probe = Probe()
     got: list[int] = []
@@ -294,7 +298,7 @@ async def test_map_zip_stops_at_the_shortest_infinite_partner() -> None:
 @pytest.mark.parametrize(
     "empty",
     [
-        pytest.param(lambda: [], id="list"),
+        pytest.param(list, id="list"),
         pytest.param(lambda: iter(()), id="iterator"),
         pytest.param(lambda: agen([]), id="async-gen"),
     ],
@@ -525,7 +529,9 @@ async def test_map_failure_is_raised_unwrapped_and_executor_stays_usable() -> No
         assert await ex.map(double, [1, 2]) == [2, 4]
 
 
-async def test_map_iter_yields_results_before_the_first_failure_then_raises_it() -> None:
+async def test_map_iter_yields_results_before_the_first_failure_then_raises_it() -> (
+    None
+):
     """SPEC map_iter: same ordering as map: earlier results, then the first
     failure in input order; its other in-flight tasks are cancelled."""
     probe = Probe()
@@ -667,7 +673,9 @@ async def test_map_retries_each_item_up_to_retries_plus_one_attempts() -> None:
             40,
             50,
         ]
-        got = [r async for r in ex.map_iter(Flaky(), range(6), retries=2, retry_delay=0)]
+        got = [
+            r async for r in ex.map_iter(Flaky(), range(6), retries=2, retry_delay=0)
+        ]
     assert got == [0, 10, 20, 30, 40, 50]
     assert flaky.attempts == {0: 1, 1: 2, 2: 3, 3: 1, 4: 2, 5: 3}
 

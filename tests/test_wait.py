@@ -168,7 +168,9 @@ async def test_as_completed_yields_each_distinct_future_exactly_once() -> None:
             yielded: list[AsyncFuture[Any]] = []
 
             async def consume() -> None:
-                async for future in ex.as_completed([done, pending, done, pending, done]):
+                async for future in ex.as_completed(
+                    [done, pending, done, pending, done]
+                ):
                     yielded.append(future)
                     probe.notify()
 
@@ -240,12 +242,17 @@ async def test_as_completed_and_wait_accept_futures_of_several_executors() -> No
     these (SPEC: what a careful concurrent.futures user expects)."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
-        async with AsyncExecutor(max_workers=1) as ex1, AsyncExecutor(max_workers=1) as ex2:
+        async with (
+            AsyncExecutor(max_workers=1) as ex1,
+            AsyncExecutor(max_workers=1) as ex2,
+        ):
             f1 = ex1.submit(probe.task, 1)
             f2 = ex2.submit(probe.task, 2)
             await probe.until(lambda: len(probe.started) == 2)
             probe.release(2)
-            done, pending = await ex1.wait([f1, f2], return_when=WaitStrategy.FIRST_COMPLETED)
+            done, pending = await ex1.wait(
+                [f1, f2], return_when=WaitStrategy.FIRST_COMPLETED
+            )
             assert (done, pending) == ({f2}, {f1})
             probe.release(1)
             await settle(f1)
@@ -404,7 +411,9 @@ async def test_wait_first_exception_without_failure_returns_when_all_done() -> N
     assert out["result"] == (set(futures), set())
 
 
-async def test_wait_first_exception_with_an_already_failed_future_returns_at_once() -> None:
+async def test_wait_first_exception_with_an_already_failed_future_returns_at_once() -> (
+    None
+):
     """SPEC wait FIRST_EXCEPTION: a future that already failed at the call counts."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
@@ -483,7 +492,9 @@ def test_wait_strategy_values_are_the_concurrent_futures_names() -> None:
 
 
 @pytest.mark.parametrize("bad", ["SOMETIMES", "first_completed", ""])
-async def test_wait_rejects_an_unknown_return_when_naming_the_argument(bad: str) -> None:
+async def test_wait_rejects_an_unknown_return_when_naming_the_argument(
+    bad: str,
+) -> None:
     """SPEC bad input: a clear error naming the argument (return_when)."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
