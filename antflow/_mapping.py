@@ -150,7 +150,8 @@ class MapIterator(Generic[T]):
         window, inputs, enqueue = self._window, self._inputs, self._executor._enqueue
         fn, options = self._fn, self._options
         watch = self._report is not None or not self._ordered
-        while len(window) < self._window_size:
+        finished = self._finished  # unordered: done but not yet yielded
+        while len(window) + len(finished) < self._window_size:
             args = await inputs.next() if inputs.is_async else inputs.next_sync()
             if args is None:
                 return
