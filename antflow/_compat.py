@@ -10,13 +10,17 @@ through anyio.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from anyio.lowlevel import EventLoopToken, current_token
+if TYPE_CHECKING:
+    from anyio.lowlevel import EventLoopToken
 
 
 def loop_token() -> EventLoopToken:
     """Identify the running event loop (equal tokens mean the same loop)."""
+    # Imported here, once per executor: it is a tenth of `import antflow`.
+    from anyio.lowlevel import current_token
+
     try:
         return current_token()
     except RuntimeError as exc:  # anyio's NoEventLoopError is a RuntimeError

@@ -16,9 +16,7 @@ Life cycle: NEW -> OPEN -> SHUTTING_DOWN -> CLOSED.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from inspect import iscoroutine
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -41,10 +39,10 @@ from ._options import JobOptions, make_options
 from ._rate import RateLimiter
 from ._retry import DEFAULT_RETRY_DELAY
 from ._scheduler import Scheduler
-from ._statistics import ExecutorStatistics
 
 if TYPE_CHECKING:
     from ._mapping import MapIterator, Progress
+    from ._statistics import ExecutorStatistics
     from ._wait import AsCompleted, WaitStrategy
 
 T = TypeVar("T")
@@ -55,7 +53,6 @@ RetryOn = (
     | tuple[type[BaseException], ...]
     | Callable[[BaseException], bool]
 )
-logger = logging.getLogger("antflow")
 
 _NEW, _OPEN, _SHUTTING_DOWN, _CLOSED = range(4)
 
@@ -191,6 +188,8 @@ class AsyncExecutor(Scheduler):
 
     def statistics(self) -> ExecutorStatistics:
         """A snapshot of the executor's counters."""
+        from ._statistics import ExecutorStatistics
+
         finals = self._finals
         running = len(self._running)
         submitted = self._sequence
@@ -257,7 +256,6 @@ class AsyncExecutor(Scheduler):
         except BaseException as error:
             # Nobody is above this task to receive it; shutdown() re-raises it.
             self._crash = _unwrap(error)
-            logger.debug("antflow executor crashed", exc_info=True)
         finally:
             self._abort()
             self._teardown()
@@ -616,7 +614,7 @@ class AsyncExecutor(Scheduler):
 
 
 def _check_function(fn: object) -> None:
-    if iscoroutine(fn):
+    if isinstance(fn, Coroutine):
         fn.close()  # it will never run; close it so no "never awaited" warning follows
         raise TypeError(
             "fn must be an async function, not a coroutine object: pass fetch, not fetch()"

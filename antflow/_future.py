@@ -17,21 +17,19 @@ costs O(n) and no task per future.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
 
-from ._exceptions import CancelledError
-
 if TYPE_CHECKING:
+    import logging
+
     from ._options import JobOptions
     from ._scheduler import Scheduler
 
 T = TypeVar("T")
-logger = logging.getLogger("antflow")
 
 PENDING, RUNNING, FINISHED, FAILED, CANCELLED = range(5)
 _STATE_NAMES = ("pending", "running", "finished", "failed", "cancelled")
@@ -121,7 +119,7 @@ class AsyncFuture(Generic[T]):
             antflow.CancelledError: if the future was cancelled.
         """
         if self._state == CANCELLED:
-            raise CancelledError(f"{self!r} was cancelled")
+            raise _cancelled(self)
         if self._state == FAILED:
             self._retrieved = True
             return self._value  # type: ignore[no-any-return]
@@ -223,7 +221,7 @@ class AsyncFuture(Generic[T]):
         if state == FAILED:
             self._retrieved = True
             raise self._value
-        raise CancelledError(f"{self!r} was cancelled")
+        raise _cancelled(self)
 
     def _settle(self, state: int, value: object) -> None:
         if self._state >= FINISHED:
@@ -252,7 +250,7 @@ class AsyncFuture(Generic[T]):
     def __del__(self) -> None:
         if self._state == FAILED and not self._retrieved:
             error: BaseException = self._value
-            logger.error(
+            _logger().error(
                 "exception of %r was never retrieved",
                 self,
                 exc_info=(type(error), error, error.__traceback__),
@@ -263,4 +261,17 @@ def _call_back(fn: Callable[[Any], object], future: AsyncFuture[Any]) -> None:
     try:
         fn(future)
     except Exception:
-        logger.exception("done callback %r of %r raised", fn, future)
+        _logger().exception("done callback %r of %r raised", fn, future)
+
+
+def _cancelled(future: AsyncFuture[Any]) -> Exception:
+    from ._cancelled import CancelledError
+
+    return CancelledError(f"{future!r} was cancelled")
+
+
+def _logger() -> logging.Logger:
+    # Imported on first use: logging costs more to import than it is used.
+    import logging
+
+    return logging.getLogger("antflow")

@@ -21,7 +21,7 @@ entered and exited inside the worker, around each attempt.
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -163,7 +163,10 @@ def _classify(kind: type[object], backend: str) -> Strategy:
         if issubclass(kind, anyio.CapacityLimiter):
             return _Borrowing(*would_block)
         return _Counting(*would_block)
-    if issubclass(kind, asyncio.Semaphore):
+    # asyncio is imported by whoever made an asyncio semaphore; don't import
+    # it ourselves (it would double the cost of ``import antflow`` on trio).
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and issubclass(kind, asyncio.Semaphore):
         return _ASYNCIO_SEMAPHORE
     if kind.__module__.startswith("trio"):
         import trio

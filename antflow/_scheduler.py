@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
-from inspect import isawaitable
+from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._future import CANCELLED, FAILED, FINISHED, RUNNING, AsyncFuture
 from ._limits import WaitingLine
 from ._options import Gate, JobOptions
+
+if TYPE_CHECKING:
+    # Type names only: importing these modules at run time would double the
+    # cost of ``import antflow`` (the streams are made through ``anyio``).
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 #: Sent into the stream to wake an idle worker for a job in ``_ready``.
 _WAKE: Final = object()
@@ -326,7 +329,7 @@ async def _call(job: AsyncFuture[Any]) -> Any:
     assert job._args is not None
     kwargs = job._kwargs
     awaitable: Any = fn(*job._args, **kwargs) if kwargs else fn(*job._args)
-    if type(awaitable) is CoroutineType or isawaitable(awaitable):
+    if type(awaitable) is CoroutineType or isinstance(awaitable, Awaitable):
         return await awaitable  # pyright: ignore[reportUnknownVariableType]
     name = getattr(fn, "__qualname__", None) or repr(fn)
     raise TypeError(

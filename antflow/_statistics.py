@@ -33,3 +33,6 @@ class ExecutorStatistics:
     failed: int
     cancelled: int
     retries: int
+
+
+ExecutorStatistics.__module__ = "antflow"  # where users import it from
