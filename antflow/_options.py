@@ -110,13 +110,15 @@ def _retry_predicate(
     retry_on: object,
 ) -> tuple[type[BaseException], ...] | Callable[[BaseException], bool]:
     """An exception class, a tuple of them, or a predicate ``exc -> bool``."""
-    if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
-        return (retry_on,)
-    if isinstance(retry_on, tuple):
+    if isinstance(retry_on, type):
+        # A class is never a predicate here, even though calling it works.
+        if issubclass(retry_on, BaseException):
+            return (retry_on,)
+    elif isinstance(retry_on, tuple):
         classes = cast("tuple[object, ...]", retry_on)
         if all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
             return cast("tuple[type[BaseException], ...]", classes)
-    elif callable(retry_on):  # pyright: ignore[reportUnknownArgumentType]
+    elif callable(retry_on):
         return cast("Callable[[BaseException], bool]", retry_on)
     raise TypeError(
         "retry_on must be an exception class, a tuple of them, or a callable "
