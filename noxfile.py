@@ -14,7 +14,14 @@ import subprocess
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = [
+    "tests",
+    "tests_lowest",
+    "lint",
+    "typecheck",
+    "docs",
+    "bench_quick",
+]
 # A machine with one Python must still pass: missing versions are skipped.
 nox.options.error_on_missing_interpreters = False
 
@@ -35,7 +42,9 @@ def _runs(executable: str) -> bool:
 def _find_interpreter(version: str) -> str | None:
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     candidates = [shutil.which(f"python{version}")]
-    candidates += sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"))
+    candidates += sorted(
+        glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}")
+    )
     return next((c for c in candidates if c and _runs(c)), None)
 
 
@@ -83,7 +92,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("pyright")
 
 
-@nox.session(python=PYTHONS[-1] if PYTHONS else None)
+@nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
     """Benchmarks next to raw asyncio/anyio, aiometer and AntFlow 0.10 (not asserted).
 
@@ -92,3 +101,10 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[trio,uvloop]", "aiometer==1.0.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=OLDEST)
+def bench_quick(session: nox.Session) -> None:
+    """The benchmarks' quick mode, so the runner never rots (asserts no speed)."""
+    session.install("-e", ".[trio,uvloop]", "aiometer==1.0.0")
+    session.run("python", "benchmarks/run.py", "--quick", *session.posargs)

@@ -1,0 +1,99 @@
+"""Run one benchmark in this fresh process and print its numbers as one JSON line.
+
+Usage (the runner calls this; by hand it is handy for profiling one case)::
+
+    python benchmarks/child.py run MODULE WORKLOAD BACKEND N WORKERS
+    python benchmarks/child.py import MODULE
+
+``run`` imports ``impls.MODULE``, builds the backend's task bodies and times
+``await MODULE.WORKLOAD(tasks, N, WORKERS)`` inside the event loop, so loop
+start-up and imports are not counted, but the implementation's own set-up and
+tear-down (entering and leaving an executor or a task group) are.
+
+``import`` times ``import MODULE`` and nothing else, so this file keeps its
+own imports to a few modules that every candidate would pull in anyway.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def time_import(module: str) -> dict[str, object]:
+    loaded = len(sys.modules)
+    start = time.perf_counter()
+    __import__(module)
+    seconds = time.perf_counter() - start
+    return {"import_s": seconds, "modules_loaded": len(sys.modules) - loaded}
+
+
+# Left untyped: importing typing for it would count in every import time.
+def run_on(backend: str, main):  # type: ignore[no-untyped-def]
+    """Run ``main()`` the way a plain application on ``backend`` would."""
+    if backend == "trio":
+        import trio
+
+        return trio.run(main)
+    import asyncio
+
+    loop_factory = None
+    if backend == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
+
+
+def time_run(
+    module: str, workload: str, backend: str, n: int, workers: int
+) -> dict[str, object]:
+    import importlib
+
+    from impls._measure import current_rss, peak_rss
+    from impls._tasks import for_backend
+
+    body = getattr(importlib.import_module(f"impls.{module}"), workload)
+    tasks = for_backend(backend)
+    rss_start = current_rss()
+
+    async def main() -> tuple[float, dict[str, float]]:
+        start = time.perf_counter()
+        extra = await body(tasks, n, workers)
+        return time.perf_counter() - start, extra
+
+    elapsed, extra = run_on(backend, main)
+    return {"elapsed": elapsed, "peak_rss": peak_rss(), "rss_start": rss_start, **extra}
+
+
+def versions() -> dict[str, str]:
+    import contextlib
+    from importlib import metadata
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("anyio", "trio", "uvloop", "aiometer"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    antflow = sys.modules.get("antflow")
+    if antflow is not None:
+        found["antflow"] = getattr(antflow, "__version__", "?")
+        found["antflow_file"] = getattr(antflow, "__file__", None) or "?"
+    return found
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["import"] and len(argv) == 2:
+        numbers = time_import(argv[1])
+    elif argv[:1] == ["run"] and len(argv) == 6:
+        _, module, workload, backend, n, workers = argv
+        numbers = time_run(module, workload, backend, int(n), int(workers))
+    else:
+        sys.exit(__doc__)
+    import json
+
+    print(json.dumps({**numbers, "versions": versions()}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,118 @@
+"""Baseline: raw anyio, one task per item in a task group, a ``CapacityLimiter`` as the pool.
+
+The anyio spelling of "TaskGroup + Semaphore", on every backend. Results that
+are read as they complete (workload b) travel through a memory object stream.
+Streaming a million items (c) would need a million tasks at once, so it is not
+run here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import anyio
+
+from ._measure import check, queue_metrics, settled_rss
+from ._tasks import HOL_LIMIT, HOL_SLOW, Finish, Tasks
+
+
+async def map(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    pool = anyio.CapacityLimiter(workers)
+    results: list[int | None] = [None] * n
+
+    async def run(i: int) -> None:
+        async with pool:
+            results[i] = await t.checkpoint(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(run, i)
+    check(results == list(range(n)), "map results out of order")
+    return {}
+
+
+async def as_completed(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    pool = anyio.CapacityLimiter(workers)
+    send, receive = anyio.create_memory_object_stream[int](math.inf)
+    total = 0
+
+    async def run(i: int) -> None:
+        async with pool:
+            send.send_nowait(await t.checkpoint(i))
+
+    with send, receive:
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(run, i)
+            for _ in range(n):
+                total += await receive.receive()
+    check(total == n * (n - 1) // 2, "as_completed lost results")
+    return {}
+
+
+async def sleep(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    pool = anyio.CapacityLimiter(workers)
+
+    async def run(i: int) -> None:
+        async with pool:
+            await t.sleep(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(run, i)
+    return {}
+
+
+async def hol(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    # The plain pattern: a slow task takes a pool slot, then waits for the
+    # shared semaphore while holding it, so quick tasks queue behind it.
+    start = time.perf_counter()
+    slow_done, quick_done = Finish(), Finish()
+    pool, limit = anyio.CapacityLimiter(workers), anyio.Semaphore(HOL_LIMIT)
+
+    async def slow() -> None:
+        async with pool, limit:
+            await t.slow(slow_done)
+
+    async def quick() -> None:
+        async with pool:
+            await t.quick(quick_done)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(HOL_SLOW):
+            tg.start_soon(slow)
+        for _ in range(n):
+            tg.start_soon(quick)
+    check(slow_done.count == HOL_SLOW and quick_done.count == n, "hol lost tasks")
+    return {"t_quick": quick_done.last - start, "t_slow": slow_done.last - start}
+
+
+async def submit(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    # The raw counterpart of a queued future is a started task waiting for a
+    # pool slot.
+    pool, gate, finish = anyio.CapacityLimiter(workers), t.gate(workers), Finish()
+
+    async def blocker() -> None:
+        async with pool:
+            await t.gated(gate)
+
+    async def run() -> None:
+        async with pool:
+            await t.quick(finish)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(blocker)
+        await gate.ready.wait()
+        rss_before = settled_rss()
+        start = time.perf_counter()
+        for _ in range(n):
+            tg.start_soon(run)
+        seconds = time.perf_counter() - start
+        for _ in range(3):  # let each new task run to its first await
+            await t.checkpoint(0)
+        rss_after = settled_rss()
+        gate.open.set()
+    check(finish.count == n, "submit lost tasks")
+    return queue_metrics(n, seconds, rss_before, rss_after)

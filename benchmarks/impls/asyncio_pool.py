@@ -1,0 +1,112 @@
+"""Baseline: raw asyncio, a fixed set of worker tasks pulling from one shared iterator.
+
+Each worker runs ``for item in items: ...``; advancing an iterator never
+awaits, so the workers share it safely. Results come back through an
+``asyncio.Queue`` where the workload streams them, in completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+from ._measure import check
+from ._tasks import HOL_LIMIT, HOL_SLOW, Finish, Tasks
+
+_DONE = object()
+
+
+async def map(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    results: list[int | None] = [None] * n
+    items = iter(range(n))
+
+    async def worker() -> None:
+        for i in items:
+            results[i] = await t.checkpoint(i)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
+    check(results == list(range(n)), "map results out of order")
+    return {}
+
+
+async def as_completed(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    done: asyncio.Queue[int] = asyncio.Queue()
+    items = iter(range(n))
+    total = 0
+
+    async def worker() -> None:
+        for i in items:
+            done.put_nowait(await t.checkpoint(i))
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
+        for _ in range(n):
+            total += await done.get()
+    check(total == n * (n - 1) // 2, "as_completed lost results")
+    return {}
+
+
+async def map_iter(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    # A bounded queue keeps memory flat: workers wait while the reader lags.
+    done: asyncio.Queue[object] = asyncio.Queue(maxsize=workers)
+    items: Iterator[int] = (i for i in range(n))
+    count = total = 0
+
+    async def worker() -> None:
+        for i in items:
+            await done.put(await t.checkpoint(i))
+        await done.put(_DONE)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
+        running = workers
+        while running:
+            result = await done.get()
+            if result is _DONE:
+                running -= 1
+            else:
+                count += 1
+                total += result  # type: ignore[operator]
+    check(count == n and total == n * (n - 1) // 2, "map_iter lost results")
+    return {}
+
+
+async def sleep(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    items = iter(range(n))
+
+    async def worker() -> None:
+        for i in items:
+            await t.sleep(i)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
+    return {}
+
+
+async def hol(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    # A worker that picks a slow item waits for the shared semaphore while
+    # it holds its place in the pool.
+    start = time.perf_counter()
+    slow_done, quick_done = Finish(), Finish()
+    limit = asyncio.Semaphore(HOL_LIMIT)
+    items = iter([True] * HOL_SLOW + [False] * n)
+
+    async def worker() -> None:
+        for is_slow in items:
+            if is_slow:
+                async with limit:
+                    await t.slow(slow_done)
+            else:
+                await t.quick(quick_done)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
+    check(slow_done.count == HOL_SLOW and quick_done.count == n, "hol lost tasks")
+    return {"t_quick": quick_done.last - start, "t_slow": slow_done.last - start}
