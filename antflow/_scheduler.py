@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 #: Sent into the stream to wake an idle worker for a job in ``_ready``.
 _WAKE: Final = object()
 
+#: Jobs a worker may take in a row without a checkpoint of its own.
+_STREAK: Final = 32
+
 
 class Scheduler:
     """The queue and worker pool under an `AsyncExecutor`."""
@@ -109,11 +112,14 @@ class Scheduler:
         # Making a cancel scope per job would cost more than the rest of the
         # job's bookkeeping together, so a worker makes a new one only after
         # a cancelled job has used its scope up.
+        taken = 0  # jobs taken in a row without a checkpoint of our own
         try:
             while True:
                 with anyio.CancelScope() as scope:
                     while not scope.cancel_called:
-                        job = await self._next_job()
+                        may_skip = taken < _STREAK
+                        taken = taken + 1 if may_skip else 0
+                        job = await self._next_job(may_skip_checkpoint=may_skip)
                         if job is None:
                             return
                         await self._run(job, scope)
@@ -121,24 +127,35 @@ class Scheduler:
             self._workers -= 1
             self._task_exited()
 
-    async def _next_job(self) -> AsyncFuture[Any] | None:
-        """The next job to start (ready ones first); None once closed."""
+    async def _next_job(self, may_skip_checkpoint: bool) -> AsyncFuture[Any] | None:
+        """The next job to start (ready ones first); None once closed.
+
+        A blocking ``receive()`` is a trip through the event loop even when a
+        job is waiting, which doubles the cost of a short job. So a worker
+        may take a waiting job without blocking, but only ``_STREAK`` times
+        in a row: the jobs' own awaits normally yield to the loop, and the
+        cap bounds how long jobs that never await keep it from other tasks.
+        """
         ready, receive = self._ready, self._receive
         assert receive is not None
+        item: Any
         while True:
             if ready:
                 job = ready.popleft()
             else:
-                self._idle += 1
-                try:
-                    job = await receive.receive()
-                except anyio.EndOfStream:
-                    return None
-                finally:
-                    self._idle -= 1
+                item = _take_nowait(receive) if may_skip_checkpoint else None
+                if item is None:
+                    self._idle += 1
+                    try:
+                        item = await receive.receive()
+                    except anyio.EndOfStream:
+                        return None
+                    finally:
+                        self._idle -= 1
                 self._queued -= 1
-                if job is _WAKE:
+                if item is _WAKE:
                     continue
+                job = item
             if job._state >= FINISHED:
                 self._give_back(job)  # cancelled while it waited
             elif self._cancelling:
@@ -300,6 +317,13 @@ class Scheduler:
         self._outstanding -= 1
         if self._outstanding == 0:
             self._became_idle()
+
+
+def _take_nowait(receive: MemoryObjectReceiveStream[Any]) -> Any:
+    try:
+        return receive.receive_nowait()
+    except (anyio.WouldBlock, anyio.EndOfStream):
+        return None  # the blocking receive will wait, or see the end
 
 
 def _never() -> bool:

@@ -436,7 +436,9 @@ async def test_task_waiting_for_semaphore_holds_no_worker_slot() -> None:
     assert [await w for w in waiters] == [1, 2, 3, 4, 5]
     assert [await o for o in others] == [100, 101, 102, 103]
     assert gauge.peak == 1
-    assert free.peak == 2
+    # After the release the three workers may briefly all run unrelated
+    # tasks (the waiters hold no slot): 2 or 3, never more than max_workers.
+    assert free.peak in (2, 3)
 
 
 async def test_semaphore_shared_by_two_executors() -> None:
