@@ -231,6 +231,9 @@ class AsyncFuture(Generic[T]):
         # Drop what the job held, so arguments die with the work, not the future.
         self._fn = self._args = self._kwargs = self._retry_state = None
         self._scope = None
+        # Count it first, so statistics() agrees with the future inside its
+        # own done callbacks.
+        self._executor._job_settled(state)
         if self._event is not None:
             self._event.set()
         callbacks = self._callbacks
@@ -239,7 +242,6 @@ class AsyncFuture(Generic[T]):
             for fn, count in callbacks.items():
                 for _ in range(count):
                     _call_back(fn, self)
-        self._executor._job_settled(state)
 
     def __repr__(self) -> str:
         state = _STATE_NAMES[self._state]

@@ -232,8 +232,14 @@ class _Pacing:
     def try_acquire(self, limiter: Any, owner: object) -> bool:
         return bool(limiter.try_acquire())
 
-    async def acquire(self, limiter: Any, owner: object) -> None:
-        await limiter.acquire()
+    async def acquire(self, limiter: Any, owner: Any) -> None:
+        # Wait for the token to be there before taking it, so a job cancelled
+        # meanwhile leaves it to the next one (a start slot cannot be given
+        # back once taken).
+        while True:
+            await limiter.wait_available()
+            if owner.done() or limiter.try_acquire():
+                return
 
     def release(self, limiter: Any, owner: object) -> None:
         pass

@@ -51,7 +51,9 @@ def _bar(total: int | None) -> Callable[[int], None]:
 
 class _RichBar:
     def __init__(self, module: Any, total: int | None) -> None:
-        self._progress = module.Progress(transient=False)
+        from rich.console import Console
+
+        self._progress = module.Progress(console=Console(stderr=True), transient=False)
         self._task = self._progress.add_task("antflow", total=total)
         self._progress.start()
 
@@ -69,23 +71,20 @@ class _PlainBar:
         self._total = total
         self._stream = stream
         self._tty = stream.isatty()
-        self._last = -1
         self._done = 0
+        self._drawn = -1  # the count last written
+        self._step = -1  # the tenth (or thousand) last written
 
     def __call__(self, done: int) -> None:
         self._done = done
-        step = self._step(done)
-        if self._tty or step != self._last:
-            self._last = step
+        step = done * 10 // self._total if self._total else done // 1000
+        if self._tty or step != self._step:
+            self._step = step
             self._draw(final=False)
-
-    def _step(self, done: int) -> int:
-        if self._total:
-            return done * 10 // self._total
-        return done // 1000
 
     def _draw(self, final: bool) -> None:
         done, total = self._done, self._total
+        self._drawn = done
         if total:
             filled = self.WIDTH * done // total
             text = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
@@ -99,6 +98,6 @@ class _PlainBar:
 
     def close(self) -> None:
         # A terminal gets the final count and a newline; a log gets a last
-        # line only if the final count was not written yet.
-        if self._tty or self._step(self._done) != self._last:
+        # line unless the final count is already its last line.
+        if self._tty or self._drawn != self._done:
             self._draw(final=True)

@@ -55,24 +55,35 @@ class RateLimiter:
         self._burst = (burst - 1) * self._interval
         self._empty_at = -math.inf
 
-    def _wait_time(self, now: float) -> float:
-        return max(self._empty_at, now) - self._burst - now
+    def _wait_time(self) -> float:
+        """Seconds until a token is available (<= 0: available now)."""
+        now = anyio.current_time()
+        wait = max(self._empty_at, now) - self._burst - now
+        # Float sums of the interval drift by ulps; don't let that cost a
+        # token of the burst.
+        return 0.0 if wait <= self._interval * 1e-9 else wait
 
     def try_acquire(self) -> bool:
         """Take a token if one is available now; never blocks."""
-        now = anyio.current_time()
-        if self._wait_time(now) > 0:
+        if self._wait_time() > 0:
             return False
-        self._empty_at = max(self._empty_at, now) + self._interval
+        self._empty_at = max(self._empty_at, anyio.current_time()) + self._interval
         return True
 
     async def acquire(self) -> None:
         """Wait until a token is available, then take it."""
-        while not self.try_acquire():  # noqa: ASYNC110
-            # Sleep until the bucket has room. Another waiter may take that
-            # token first; then go round again. (No event to wait for: time
-            # itself refills the bucket.)
-            await anyio.sleep(self._wait_time(anyio.current_time()))
+        while not self.try_acquire():
+            await self.wait_available()
+
+    async def wait_available(self) -> None:
+        """Wait until a token is available, without taking it.
+
+        Another waiter may take it first: callers go round again.
+        """
+        wait = self._wait_time()
+        if wait > 0:
+            # No event to wait for: time itself refills the bucket.
+            await anyio.sleep(wait)
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, per={self.per}, burst={self.burst})"
