@@ -357,8 +357,8 @@ class AsyncExecutor(Scheduler):
                 ``anyio.CapacityLimiter`` shared by many tasks. It is held
                 only while an attempt runs; waiting for it holds no worker.
             retries: How many times to retry after an exception.
-            retry_delay: Exponential back-off multiplier in seconds: waits of
-                ``retry_delay``, then twice that, and so on.
+            retry_delay: Exponential back-off multiplier in seconds (default
+                0.1): waits of ``retry_delay``, then twice that, and so on.
             retry_on: Which exceptions are retried: a class, a tuple of
                 classes, or a predicate ``exc -> bool``. Cancellation never is.
             retry_max_delay: A cap on one back-off wait, in seconds.
@@ -480,7 +480,7 @@ class AsyncExecutor(Scheduler):
             *iterables: Sync or async iterables.
             timeout: One deadline in seconds for the whole call.
             retries: Retries per item, as in `submit`.
-            retry_delay: Back-off multiplier, as in `submit`.
+            retry_delay: Back-off multiplier in seconds (default 0.1).
             retry_on: Which exceptions are retried, as in `submit`.
             retry_max_delay: Cap on one back-off wait, as in `submit`.
             retry_jitter: Random extra wait, as in `submit`.
@@ -540,11 +540,33 @@ class AsyncExecutor(Scheduler):
 
         With ``ordered=True`` (the default) a result is yielded once it and
         every result before it are ready; with ``ordered=False``, in
-        completion order. Use with ``async for``; leaving the loop early
-        (``break``, an exception, ``aclose()``) cancels the work still in
-        flight. Arguments are checked at this call, not at the first step.
+        completion order. Use with ``async for`` (or ``async with`` around
+        it); leaving the loop early (``break``, an exception, ``aclose()``)
+        cancels the work still in flight and closes async inputs it stopped
+        reading. Arguments are checked at this call, not at the first step.
 
-        Args: as for `map`, plus ``ordered``.
+        Args:
+            fn: An async function taking one item from each iterable.
+            *iterables: Sync or async iterables, read lazily.
+            timeout: One deadline in seconds for the whole iteration,
+                measured from this call.
+            retries: Retries per item, as in `submit`.
+            retry_delay: Back-off multiplier in seconds (default 0.1).
+            retry_on: Which exceptions are retried, as in `submit`.
+            retry_max_delay: Cap on one back-off wait, as in `submit`.
+            retry_jitter: Random extra wait, as in `submit`.
+            task_timeout: Deadline for each attempt, as in `submit`.
+            semaphore: A limiter for every item, as in `submit`.
+            rate_limit: A `RateLimiter` for every attempt, as in `submit`.
+            ordered: Yield in input order (True) or completion order (False).
+            progress: As in `map`.
+
+        Returns:
+            An async iterator of results.
+
+        Raises:
+            ExecutorShutdownError: shutdown has begun.
+            TypeError, ValueError: a bad argument, named in the message.
         """
         from ._mapping import MapIterator
 

@@ -149,8 +149,8 @@ class AsyncFuture(Generic[T]):
                     f"{self!r} belongs to another event loop; await it on the loop "
                     "that runs its executor"
                 )
-            await self.wait_final(timeout)
-        return self.outcome()
+            await self._wait_final(timeout)
+        return self._outcome()
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.result().__await__()
@@ -201,7 +201,7 @@ class AsyncFuture(Generic[T]):
 
     # -- executor side ---------------------------------------------------
 
-    async def wait_final(self, timeout: float | None = None) -> None:
+    async def _wait_final(self, timeout: float | None = None) -> None:
         """Block until final, without the loop check (internal callers)."""
         if self._state >= FINISHED:
             return
@@ -213,7 +213,7 @@ class AsyncFuture(Generic[T]):
             with anyio.fail_after(timeout):
                 await self._event.wait()
 
-    def outcome(self) -> T:
+    def _outcome(self) -> T:
         """The value, or raise what the task raised; the future must be final."""
         state = self._state
         if state == FINISHED:

@@ -202,6 +202,19 @@ class WaitingLine:
         self._on_token = on_token
         self._on_empty = on_empty
 
+    def add(self, job: Any) -> None:
+        """Queue ``job`` in submission order.
+
+        Workers that took jobs in order may reach this point in another
+        order (trio runs ready tasks in random order), so the line sorts by
+        ``sequence_id``; it is almost always appending.
+        """
+        jobs = self.jobs
+        position = len(jobs)
+        while position and jobs[position - 1].sequence_id > job.sequence_id:
+            position -= 1
+        jobs.insert(position, job)
+
     async def serve(self) -> None:
         """Acquire a token for each waiting job in turn and hand it over."""
         jobs, limiter, strategy = self.jobs, self.limiter, self.strategy
@@ -214,7 +227,11 @@ class WaitingLine:
                         jobs.popleft()
                         continue
                     await strategy.acquire(limiter, job)
-                    jobs.popleft()
+                    # add() may have put an older job in front meanwhile.
+                    if jobs[0] is job:
+                        jobs.popleft()
+                    else:
+                        jobs.remove(job)
                     if job.done():
                         # Cancelled while we waited for it: pass the token on.
                         strategy.release(limiter, job)

@@ -107,7 +107,7 @@ class MapIterator(Generic[T]):
             if future is None:
                 await self.aclose()
                 raise StopAsyncIteration
-            return future.outcome()
+            return future._outcome()
         except BaseException:
             await self.aclose()
             raise
@@ -125,7 +125,7 @@ class MapIterator(Generic[T]):
         if not window:
             return None
         if window[0]._state < FINISHED:
-            await window[0].wait_final()
+            await window[0]._wait_final()
         return window.popleft()
 
     async def _next_done(self) -> AsyncFuture[T] | None:
@@ -195,7 +195,7 @@ class MapIterator(Generic[T]):
             # running" must hold by the time the cancellation propagates.
             with anyio.CancelScope(shield=True):
                 for future in stopping:
-                    await future.wait_final()
+                    await future._wait_final()
         await self._inputs.aclose()
 
     async def __aenter__(self) -> MapIterator[T]:

@@ -260,7 +260,7 @@ class Scheduler:
             self._lines[id(limiter)] = line
             self._tasks += 1
             self._task_group.start_soon(line.serve)
-        line.jobs.append(job)
+        line.add(job)
 
     def _on_token(self, job: AsyncFuture[Any]) -> None:
         """A waiting line got a token for ``job``: run it before queued work."""
