@@ -22,6 +22,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Literal,
+    NoReturn,
     ParamSpec,
     TypeVar,
     TypeVarTuple,
@@ -383,73 +384,46 @@ class AsyncExecutor(Scheduler):
         keyword arguments for ``fn`` when no option is passed alongside them
         (for both at once, bind the arguments with ``functools.partial``).
         """
-        if self._state >= _SHUTTING_DOWN:
-            raise ExecutorShutdownError("cannot submit: the executor is shut down")
-        _check_function(fn)
-        options = self._options(
-            semaphore=semaphore,
-            retries=retries,
-            retry_delay=retry_delay,
-            retry_on=retry_on,
-            retry_max_delay=retry_max_delay,
-            retry_jitter=retry_jitter,
-            task_timeout=task_timeout,
-            rate_limit=rate_limit,
-        )
-        return self._enqueue(fn, args, kwargs or None, options)
-
-    def _options(
-        self,
-        *,
-        semaphore: Any = None,
-        retries: Any = 0,
-        retry_delay: Any = DEFAULT_RETRY_DELAY,
-        retry_on: Any = Exception,
-        retry_max_delay: Any = None,
-        retry_jitter: Any = 0,
-        task_timeout: Any = None,
-        rate_limit: Any = None,
-    ) -> JobOptions | None:
-        """Start the executor if needed, check the loop, then the options."""
-        if self._state == _NEW:
-            self._start_detached()
-        elif not self._on_own_loop():
-            raise RuntimeError("this AsyncExecutor belongs to another event loop")
+        if self._state != _OPEN or not self._on_own_loop():
+            self._check_usable()
+        if not callable(fn):
+            _reject_function(fn)
         if (
+            # The common call passes no option: skip the checks (this is
+            # half the cost of a submit).
             semaphore is None
             and retries.__class__ is int
             and not retries
             and retry_delay == DEFAULT_RETRY_DELAY
             and retry_on is Exception
-            and retry_max_delay is None
             and not retry_jitter
-            and task_timeout is None
-            and rate_limit is None
+            and retry_max_delay is task_timeout is rate_limit is None
         ):
-            return self._plain_options
-        return make_options(
-            self._backend,
-            self._rate_limit,
-            semaphore=semaphore,
-            retries=retries,
-            retry_delay=retry_delay,
-            rate_limit=rate_limit,
-            task_timeout=task_timeout,
-            retry_on=retry_on,
-            retry_max_delay=retry_max_delay,
-            retry_jitter=retry_jitter,
-        )
+            options = self._plain_options
+        else:
+            options = self._make_options(
+                semaphore=semaphore,
+                retries=retries,
+                retry_delay=retry_delay,
+                retry_on=retry_on,
+                retry_max_delay=retry_max_delay,
+                retry_jitter=retry_jitter,
+                task_timeout=task_timeout,
+                rate_limit=rate_limit,
+            )
+        return self._enqueue(fn, args, kwargs or None, options)
 
-    def _enqueue(
-        self,
-        fn: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        options: JobOptions | None,
-    ) -> AsyncFuture[Any]:
-        if self._state == _CLOSED:
+    def _check_usable(self) -> None:
+        """Start a new executor (manual use), or say why this one can't be used."""
+        if self._state >= _SHUTTING_DOWN:
             raise ExecutorShutdownError("cannot submit: the executor is shut down")
-        return super()._enqueue(fn, args, kwargs, options)
+        if self._state == _NEW:
+            self._start_detached()
+        elif not self._on_own_loop():
+            raise RuntimeError("this AsyncExecutor belongs to another event loop")
+
+    def _make_options(self, **options: Any) -> JobOptions | None:
+        return make_options(self._backend, self._rate_limit, **options)
 
     # -- many tasks ----------------------------------------------------------------
 
@@ -570,13 +544,13 @@ class AsyncExecutor(Scheduler):
         """
         from ._mapping import MapIterator
 
-        if self._state >= _SHUTTING_DOWN:
-            raise ExecutorShutdownError("cannot map: the executor is shut down")
-        _check_function(fn)
+        self._check_usable()
+        if not callable(fn):
+            _reject_function(fn)
         check_timeout(timeout)
         if not iterables:
             raise TypeError("map_iter() needs at least one iterable")
-        options = self._options(
+        options = self._make_options(
             semaphore=semaphore,
             retries=retries,
             retry_delay=retry_delay,
@@ -635,14 +609,13 @@ class AsyncExecutor(Scheduler):
         return f"<AsyncExecutor max_workers={self.max_workers} {state}>"
 
 
-def _check_function(fn: object) -> None:
+def _reject_function(fn: object) -> NoReturn:
     if isinstance(fn, Coroutine):
         fn.close()  # it will never run; close it so no "never awaited" warning follows
         raise TypeError(
             "fn must be an async function, not a coroutine object: pass fetch, not fetch()"
         )
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    raise TypeError(f"fn must be callable, got {type(fn).__name__}")
 
 
 def _unwrap(error: BaseException) -> BaseException:

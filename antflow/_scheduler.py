@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
+from ._exceptions import ExecutorShutdownError
 from ._future import CANCELLED, FAILED, FINISHED, RUNNING, AsyncFuture
 from ._limits import WaitingLine
 from ._options import Gate, JobOptions
@@ -65,9 +66,11 @@ class Scheduler:
         self._finals = [0] * (CANCELLED + 1)
         self._retries = 0
         self._on_own_loop: Callable[[], bool] = _never
+        self._send_nowait: Callable[[Any], None] = _closed_stream
 
     def _open_queue(self) -> None:
         self._send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
+        self._send_nowait = self._send.send_nowait
 
     # -- hooks for the life cycle -----------------------------------------------
 
@@ -87,14 +90,18 @@ class Scheduler:
         kwargs: dict[str, Any] | None,
         options: JobOptions | None,
     ) -> AsyncFuture[Any]:
-        self._sequence += 1
         future: AsyncFuture[Any] = AsyncFuture(
-            self, self._sequence, fn, args, kwargs, options
+            self, self._sequence + 1, fn, args, kwargs, options
         )
+        try:
+            self._send_nowait(future)
+        except anyio.ClosedResourceError:
+            raise ExecutorShutdownError(
+                "cannot submit: the executor is shut down"
+            ) from None
+        self._sequence += 1
         self._outstanding += 1
         self._queued += 1
-        assert self._send is not None
-        self._send.send_nowait(future)
         if self._queued > self._idle and self._workers < self.max_workers:
             self._start_worker()
         return future
@@ -269,8 +276,7 @@ class Scheduler:
         if self._idle:
             # Idle workers sleep on the stream; wake one.
             self._queued += 1
-            assert self._send is not None
-            self._send.send_nowait(_WAKE)
+            self._send_nowait(_WAKE)
         elif self._workers < self.max_workers:
             self._start_worker()
 
@@ -324,6 +330,10 @@ def _take_nowait(receive: MemoryObjectReceiveStream[Any]) -> Any:
         return receive.receive_nowait()
     except (anyio.WouldBlock, anyio.EndOfStream):
         return None  # the blocking receive will wait, or see the end
+
+
+def _closed_stream(item: object) -> None:
+    raise anyio.ClosedResourceError
 
 
 def _never() -> bool:
