@@ -619,8 +619,17 @@ def _reject_function(fn: object) -> NoReturn:
 
 
 def _unwrap(error: BaseException) -> BaseException:
-    """A group of one exception is reported as that exception."""
-    current: Any = error
-    while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
-        current = current.exceptions[0]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    return cast(BaseException, current)
+    """A group of one exception is reported as that exception.
+
+    The backend's cancellation does not count: on trio a crash can come out
+    grouped with the ``Cancelled`` it caused in the block.
+    """
+    cancelled = anyio.get_cancelled_exc_class()
+    current: BaseException = error
+    while isinstance(current, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", current)
+        causes = [e for e in group.exceptions if not isinstance(e, cancelled)]
+        if len(causes) != 1:
+            break
+        current = causes[0]
+    return current  # pyright: ignore[reportUnknownVariableType]

@@ -18,6 +18,7 @@ costs O(n) and no task per future.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
@@ -252,11 +253,34 @@ class AsyncFuture(Generic[T]):
     def __del__(self) -> None:
         if self._state == FAILED and not self._retrieved:
             error: BaseException = self._value
-            _logger().error(
+            try:
+                logger = _logger()
+            except ImportError:  # the interpreter is shutting down
+                return
+            logger.error(
                 "exception of %r was never retrieved",
                 self,
                 exc_info=(type(error), error, error.__traceback__),
             )
+
+
+def weak_callback(
+    method: Callable[[AsyncFuture[Any]], None],
+) -> Callable[[AsyncFuture[Any]], None]:
+    """A done callback that calls ``method`` only while its object lives.
+
+    Iterators that watch many futures (``as_completed``, ``map_iter``) use it,
+    so the futures don't keep them alive: ``break`` out of the loop drops the
+    iterator at once and its ``__del__`` cleans up.
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(future: AsyncFuture[Any]) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(future)
+
+    return call
 
 
 def _call_back(fn: Callable[[Any], object], future: AsyncFuture[Any]) -> None:

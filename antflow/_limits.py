@@ -227,10 +227,11 @@ class WaitingLine:
                         jobs.popleft()
                         continue
                     await strategy.acquire(limiter, job)
-                    # add() may have put an older job in front meanwhile.
-                    if jobs[0] is job:
+                    # Meanwhile add() may have put an older job in front, or a
+                    # sweep (shutdown) may have emptied the line.
+                    if jobs and jobs[0] is job:
                         jobs.popleft()
-                    else:
+                    elif job in jobs:
                         jobs.remove(job)
                     if job.done():
                         # Cancelled while we waited for it: pass the token on.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
 
-from ._future import CANCELLED, FAILED, FINISHED, AsyncFuture
+from ._future import CANCELLED, FAILED, FINISHED, AsyncFuture, weak_callback
 from ._progress import Progress, known_length, make_reporter
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class MapIterator(Generic[T]):
     """The async iterator `AsyncExecutor.map_iter` returns."""
 
     __slots__ = (
+        "__weakref__",
         "_closed",
         "_deadline",
         "_done",
@@ -55,6 +56,7 @@ class MapIterator(Generic[T]):
         "_ordered",
         "_report",
         "_wakeup",
+        "_watch",
         "_window",
         "_window_size",
     )
@@ -77,6 +79,7 @@ class MapIterator(Generic[T]):
         self._ordered = bool(ordered)
         self._report = make_reporter(progress, known_length(iterables))
         self._done = 0  # items finished with a result or an exception
+        self._watch = weak_callback(self._on_done)
         # In flight, oldest first. Unordered mode removes from the middle,
         # so the window is a dict there (insertion-ordered, O(1) removal).
         self._window: deque[AsyncFuture[T]] | dict[AsyncFuture[T], None] = (
@@ -161,7 +164,7 @@ class MapIterator(Generic[T]):
             else:
                 window[future] = None
             if watch:
-                future.add_done_callback(self._on_done)
+                future.add_done_callback(self._watch)
 
     def _stop(self) -> list[AsyncFuture[T]]:
         """Cancel what is in flight and read no further; return the futures

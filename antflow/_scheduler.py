@@ -283,6 +283,10 @@ class Scheduler:
     def _line_done(self, line: WaitingLine) -> None:
         if self._lines.get(id(line.limiter)) is line:
             del self._lines[id(line.limiter)]
+        # A line only stops with jobs in it when it was cancelled (the task
+        # group is going down): nobody else will start them.
+        while line.jobs:
+            line.jobs.popleft()._settle(CANCELLED, None)
         self._task_exited()
 
     # -- cancelling and bookkeeping ------------------------------------------------

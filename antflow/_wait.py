@@ -17,7 +17,7 @@ from typing import Generic, TypeVar, final
 
 import anyio
 
-from ._future import FAILED, FINISHED, AsyncFuture, check_timeout
+from ._future import FAILED, FINISHED, AsyncFuture, check_timeout, weak_callback
 
 T = TypeVar("T")
 
@@ -55,11 +55,29 @@ def _distinct(futures: Iterable[AsyncFuture[T]]) -> dict[AsyncFuture[T], None]:
     return distinct
 
 
+def _check_loops(pending: Iterable[AsyncFuture[T]]) -> None:
+    """Waiting for a future of another event loop would never end."""
+    for future in pending:
+        if not future._executor._on_own_loop():
+            raise RuntimeError(
+                f"{future!r} belongs to another event loop; wait for it on the "
+                "loop that runs its executor"
+            )
+
+
 @final
 class AsCompleted(Generic[T]):
     """The async iterator `AsyncExecutor.as_completed` returns."""
 
-    __slots__ = ("_deadline", "_event", "_finished", "_pending", "_timeout")
+    __slots__ = (
+        "__weakref__",
+        "_deadline",
+        "_event",
+        "_finished",
+        "_pending",
+        "_timeout",
+        "_watch",
+    )
 
     def __init__(
         self, futures: Iterable[AsyncFuture[T]], timeout: float | None
@@ -72,8 +90,9 @@ class AsCompleted(Generic[T]):
         self._event: anyio.Event | None = None
         self._timeout = timeout
         self._deadline: float | None = None
+        self._watch = weak_callback(self._on_done)
         for future in self._pending:
-            future.add_done_callback(self._on_done)
+            future.add_done_callback(self._watch)
 
     def _on_done(self, future: AsyncFuture[T]) -> None:
         if self._pending.pop(future, 0) is None:
@@ -88,6 +107,11 @@ class AsCompleted(Generic[T]):
         if self._deadline is None:
             # The deadline runs from the first step: the call itself may
             # happen outside any event loop.
+            try:
+                _check_loops(self._pending)
+            except RuntimeError:
+                self.close()
+                raise
             timeout = self._timeout
             self._deadline = (
                 math.inf if timeout is None else anyio.current_time() + timeout
@@ -110,7 +134,7 @@ class AsCompleted(Generic[T]):
     def close(self) -> None:
         """Stop watching: unregister from the futures still pending."""
         for future in self._pending:
-            future.remove_done_callback(self._on_done)
+            future.remove_done_callback(self._watch)
         self._pending.clear()
         self._finished = deque()
 
@@ -143,6 +167,7 @@ async def wait(
     strategy = _strategy(return_when)
     distinct = _distinct(futures)
     pending = [f for f in distinct if not f.done()]
+    _check_loops(pending)
     failed = any(f._state == FAILED for f in distinct)
 
     def satisfied() -> bool:

@@ -1,0 +1,223 @@
+"""Shared helpers for the property, fault, leak and stress tests.
+
+Nothing here is a test. It holds:
+
+* exception types the tests raise (a falsy ``Exception``, a ``BaseException``
+  that is neither cancellation nor ``KeyboardInterrupt``), and hypothesis
+  strategies drawing them;
+* limiter factories for "random mixes of shared limiters" on each backend;
+* ``run_virtual``: run one coroutine function on a virtual-time loop
+  (async_solipsism on asyncio, ``MockClock(autojump_threshold=0)`` on trio),
+  for tests that compare backends inside one sync test;
+* ``examples``: scale a test's example count from the active profile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from hypothesis import settings
+from hypothesis import strategies as st
+
+# --------------------------------------------------------------------------
+# Exceptions
+# --------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    """An ordinary task failure."""
+
+
+class FalsyError(Exception):
+    """An exception whose instances are falsy: ``if exc:`` must not be used
+    to ask "did it fail?"."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+
+class Crash(BaseException):
+    """A BaseException from a task: never stored, always propagates.
+
+    Not KeyboardInterrupt or SystemExit, which asyncio lets escape the
+    event loop itself (see test_faults for those)."""
+
+
+class Oops(Exception):
+    """Raised by the body of an ``async with`` block."""
+
+
+#: Exception factories a task may raise; each call makes a fresh object so
+#: tests can check identity.
+EXCEPTION_FACTORIES: dict[str, Callable[[int], Exception]] = {
+    "boom": lambda i: Boom(i),
+    "falsy": lambda i: FalsyError(),
+    "value": lambda i: ValueError(i),
+    "key": lambda i: KeyError(i),
+    "runtime": lambda i: RuntimeError(i),
+}
+
+exception_kinds = st.sampled_from(sorted(EXCEPTION_FACTORIES))
+
+#: Values a task may return, falsy ones included.
+values = st.one_of(
+    st.integers(-3, 1000),
+    st.sampled_from([None, 0, "", False, (), "x"]),
+)
+
+# --------------------------------------------------------------------------
+# Limiters
+# --------------------------------------------------------------------------
+
+#: Kinds of limiter a task may be given. "native" is asyncio.Semaphore on
+#: asyncio and trio.Semaphore on trio; "native_capacity" is
+#: asyncio.BoundedSemaphore / trio.CapacityLimiter; "cm" is a plain async context manager
+#: (entered inside the worker, not parked).
+LIMITER_KINDS = ("capacity", "anyio_sem", "native", "native_capacity", "cm")
+
+
+class CountingContextManager:
+    """A user-defined async context manager limiter with ``tokens`` slots.
+
+    It has no non-blocking acquire antflow knows about, so antflow enters it
+    inside the worker around each attempt."""
+
+    def __init__(self, tokens: int) -> None:
+        self._sem = anyio.Semaphore(tokens)
+
+    async def __aenter__(self) -> None:
+        await self._sem.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._sem.release()
+
+
+def make_limiter(kind: str, tokens: int) -> Any:
+    """Build a limiter of ``kind`` on the running backend."""
+    backend = anyio.lowlevel.current_token().backend_class.__module__
+    on_trio = "trio" in backend
+    if kind == "capacity":
+        return anyio.CapacityLimiter(tokens)
+    if kind == "anyio_sem":
+        return anyio.Semaphore(tokens)
+    if kind == "native":
+        if on_trio:
+            import trio
+
+            return trio.Semaphore(tokens)
+        return asyncio.Semaphore(tokens)
+    if kind == "native_capacity":
+        if on_trio:
+            import trio
+
+            return trio.CapacityLimiter(tokens)
+        return asyncio.BoundedSemaphore(tokens)
+    if kind == "cm":
+        return CountingContextManager(tokens)
+    raise AssertionError(kind)
+
+
+# --------------------------------------------------------------------------
+# Running things
+# --------------------------------------------------------------------------
+
+
+def task_count() -> int:
+    return len(anyio.get_running_tasks())
+
+
+async def ticks(n: int) -> None:
+    """``n`` scheduling points: a portable, time-free "duration"."""
+    for _ in range(n):
+        await anyio.lowlevel.checkpoint()
+
+
+async def aiterate(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        await anyio.lowlevel.checkpoint()
+        yield item
+
+
+def virtual_options(backend: str) -> dict[str, Any]:
+    if backend == "trio":
+        from trio.testing import MockClock
+
+        return {"clock": MockClock(autojump_threshold=0)}
+    import async_solipsism
+
+    return {"loop_factory": async_solipsism.EventLoop}
+
+
+def run_virtual(backend: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run ``fn(*args)`` on ``backend`` in virtual time; return its result."""
+    return anyio.run(
+        fn, *args, backend=backend, backend_options=virtual_options(backend)
+    )
+
+
+def examples(fraction: float, minimum: int = 5) -> int:
+    """A share of the active profile's max_examples, for expensive tests."""
+    return max(minimum, int(settings().max_examples * fraction))
+
+
+@contextlib.contextmanager
+def no_leaked_tasks() -> Any:
+    """Assert the number of running tasks is the same on exit as on entry."""
+    before = task_count()
+    yield
+    assert task_count() == before
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """Current resident set size, in MiB (Linux; else the peak)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
+def us(seconds: float) -> int:
+    """Virtual time in whole microseconds.
+
+    async_solipsism keeps time as integer ticks of 1e-6 s (``ticks * 1e-6``),
+    trio's MockClock as an exact float sum; both agree exactly once rounded
+    to the microsecond, as long as every duration is a whole number of
+    microseconds (all durations in these tests are)."""
+    return round(seconds * 1_000_000)
+
+
+def is_virtual() -> bool:
+    """Does the running loop's clock jump forward when every task is blocked?"""
+    if "trio" in anyio.lowlevel.current_token().backend_class.__module__:
+        return True  # the conftest fixtures always give trio a MockClock
+    import async_solipsism
+
+    return isinstance(asyncio.get_running_loop(), async_solipsism.EventLoop)
+
+
+def hang_guard() -> float:
+    """A deadline so a hang is a failure, not a stall.
+
+    In virtual time (trio's MockClock, async_solipsism) a deadlock jumps
+    straight to it, so it lies far beyond any scenario's virtual duration;
+    in real time (asyncio, uvloop) it is a generous few seconds."""
+    return 100_000.0 if is_virtual() else 5.0
