@@ -232,6 +232,9 @@ class Scheduler:
             pass  # waiting for a gate again; still "running" to its caller
         elif error is not None:
             job._settle(FAILED, error)
+            # The traceback holds this frame, and this frame the error: break
+            # the cycle so the future and its arguments die by refcount.
+            error = None
         else:
             job._settle(FINISHED, value)
 

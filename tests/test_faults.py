@@ -82,10 +82,6 @@ def capture_antflow_log() -> Iterator[list[logging.LogRecord]]:
         log.removeHandler(handler)
 
 
-def backend_of(anyio_backend: Any) -> str:
-    return anyio_backend if isinstance(anyio_backend, str) else anyio_backend[0]
-
-
 def leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         found: list[BaseException] = []
@@ -726,18 +722,7 @@ class TestSelfDeadlock(VirtualTime):
 
 @pytest.mark.parametrize("other_backend", ["asyncio", "trio"])
 @pytest.mark.parametrize(
-    "how",
-    [
-        "result",
-        pytest.param(
-            "wait",
-        ),
-        pytest.param(
-            "as_completed",
-        ),
-        "submit",
-        "shutdown",
-    ],
+    "how", ["result", "wait", "as_completed", "submit", "shutdown"]
 )
 async def test_another_event_loop_gets_runtime_error_at_once(
     other_backend: str, how: str
@@ -789,9 +774,7 @@ async def test_another_event_loop_gets_runtime_error_at_once(
 # ==========================================================================
 
 
-async def test_task_crash_during_outer_cancellation_propagates_as_itself(
-    anyio_backend: Any, request: pytest.FixtureRequest
-) -> None:
+async def test_task_crash_during_outer_cancellation_propagates_as_itself() -> None:
     """SPEC "What tasks raise": a BaseException from a task propagates as
     itself. Here the caller's scope is cancelled in the same instant: the
     scope absorbs its own cancellation and the crash comes out bare, as on
