@@ -72,7 +72,7 @@ def tests(session: nox.Session) -> None:
 def tests_lowest(session: nox.Session) -> None:
     """The suite against the oldest anyio, tenacity and trio we declare."""
     session.install("-e", ".", *TEST_DEPS)
-    session.install("anyio==4.11.0", "tenacity==8.2.0", "trio==0.32.0")
+    session.install("anyio==4.15.0", "tenacity==8.2.0", "trio==0.32.0")
     session.run("pytest", *session.posargs)
 
 

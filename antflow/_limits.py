@@ -152,17 +152,10 @@ def strategy_for(limiter: object, backend: str) -> Strategy:
 
 
 def _classify(kind: type[object], backend: str) -> Strategy:
-    if issubclass(kind, anyio.CapacityLimiter | anyio.Semaphore):
-        would_block: tuple[type[Exception], ...] = (anyio.WouldBlock,)
-        if backend == "trio":
-            import trio
-
-            # Seen with anyio 4.11, our oldest: trio's own WouldBlock escapes
-            # anyio's wrappers on trio.
-            would_block += (trio.WouldBlock,)
-        if issubclass(kind, anyio.CapacityLimiter):
-            return _Borrowing(*would_block)
-        return _Counting(*would_block)
+    if issubclass(kind, anyio.CapacityLimiter):
+        return _Borrowing(anyio.WouldBlock)
+    if issubclass(kind, anyio.Semaphore):
+        return _Counting(anyio.WouldBlock)
     # asyncio is imported by whoever made an asyncio semaphore; don't import
     # it ourselves (it would double the cost of ``import antflow`` on trio).
     asyncio = sys.modules.get("asyncio")

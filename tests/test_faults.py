@@ -366,7 +366,7 @@ class TestCancellationAtRandomPoints(VirtualTime):
                 phases[i] = probe.phase(i, f, limiters)
 
         async def trigger(ex: AsyncExecutor, outer: anyio.CancelScope) -> None:
-            await anyio.sleep(cancel_at - anyio.current_time())
+            await anyio.sleep(max(0.0, cancel_at - anyio.current_time()))
             snapshot()
             if plan.kind == "outer-scope":
                 outer.cancel()
@@ -469,7 +469,7 @@ class TestCancellationAtRandomPoints(VirtualTime):
         # snapshot must see the state before the cancellation lands, so it
         # wakes a hair earlier (still after every task event, which lie on
         # the quarter grid).
-        await anyio.sleep(when - 1 / 64 - anyio.current_time())
+        await anyio.sleep(max(0.0, when - 1 / 64 - anyio.current_time()))
         snapshot()
 
 

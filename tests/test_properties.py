@@ -1087,7 +1087,7 @@ async def job_body(i: int, job: Job) -> int:
 
 
 async def cancel_at(future: AsyncFuture[Any], when: float) -> None:
-    await anyio.sleep(when - anyio.current_time())
+    await anyio.sleep(max(0.0, when - anyio.current_time()))
     future.cancel()
 
 
@@ -1405,7 +1405,7 @@ async def play_equivalence(
         return done
 
     async def cancel_later(f: AsyncFuture[int], at: float) -> None:
-        await anyio.sleep(at - anyio.current_time())
+        await anyio.sleep(max(0.0, at - anyio.current_time()))
         f.cancel()
 
     async with AsyncExecutor(max_workers=max_workers) as ex:  # noqa: SIM117 - helpers close first
@@ -1413,7 +1413,7 @@ async def play_equivalence(
             for i in sorted(range(len(tasks)), key=lambda i: tasks[i].submit_slot):
                 task = tasks[i]
                 submit_at = t0 + task.submit_slot * SLOT
-                await anyio.sleep(submit_at - anyio.current_time())
+                await anyio.sleep(max(0.0, submit_at - anyio.current_time()))
                 f = ex.submit(
                     body,
                     i,
