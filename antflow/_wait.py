@@ -157,6 +157,34 @@ class AsCompleted(Generic[T]):
         self.close()
 
 
+class _Waiter:
+    """The state of one ``wait`` call: how many are left, whether one failed."""
+
+    __slots__ = ("event", "failed", "left", "strategy", "total")
+
+    def __init__(self, strategy: WaitStrategy, distinct: dict[AsyncFuture[T], None]):
+        self.strategy = strategy
+        self.total = len(distinct)
+        self.left = sum(1 for f in distinct if not f.done())
+        self.failed = any(f._state == FAILED for f in distinct)
+        self.event = anyio.Event()
+
+    def satisfied(self) -> bool:
+        if not self.left:
+            return True
+        if self.strategy is WaitStrategy.FIRST_COMPLETED:
+            return self.left < self.total
+        if self.strategy is WaitStrategy.FIRST_EXCEPTION:
+            return self.failed
+        return False
+
+    def on_done(self, future: AsyncFuture[T]) -> None:
+        self.left -= 1
+        self.failed = self.failed or future._state == FAILED
+        if self.satisfied():
+            self.event.set()
+
+
 async def wait(
     futures: Iterable[AsyncFuture[T]],
     timeout: float | None = None,
@@ -168,39 +196,18 @@ async def wait(
     distinct = _distinct(futures)
     pending = [f for f in distinct if not f.done()]
     _check_loops(pending)
-    failed = any(f._state == FAILED for f in distinct)
-
-    def satisfied() -> bool:
-        if not pending_count[0]:
-            return True
-        if strategy is WaitStrategy.FIRST_COMPLETED:
-            return len(distinct) > pending_count[0]
-        if strategy is WaitStrategy.FIRST_EXCEPTION:
-            return failed_seen[0]
-        return False
-
-    pending_count = [len(pending)]
-    failed_seen = [failed]
-    event = anyio.Event()
-
-    def on_done(future: AsyncFuture[T]) -> None:
-        pending_count[0] -= 1
-        if future._state == FAILED:
-            failed_seen[0] = True
-        if satisfied():
-            event.set()
-
+    waiter = _Waiter(strategy, distinct)
     timed_out = False
-    if not satisfied():
+    if not waiter.satisfied():
         for future in pending:
-            future.add_done_callback(on_done)
+            future.add_done_callback(waiter.on_done)
         try:
             with anyio.move_on_after(timeout) as scope:
-                await event.wait()
+                await waiter.event.wait()
             timed_out = scope.cancelled_caught
         finally:
             for future in pending:
-                future.remove_done_callback(on_done)
+                future.remove_done_callback(waiter.on_done)
     done = {f for f in distinct if f._state >= FINISHED}
     if (
         timed_out
