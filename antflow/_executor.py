@@ -6,8 +6,8 @@ Life cycle: NEW -> OPEN -> SHUTTING_DOWN -> CLOSED.
   nursery would be. Without ``async with``, the first ``submit`` starts a
   detached runner task that hosts the group (see ``_compat``).
 * ``shutdown()`` stops new submissions; the executor *closes* once no future
-  is outstanding: the stream closes, workers drain it and exit, and the task
-  group finishes.
+  is outstanding: the queue closes, workers exit, and the task group
+  finishes.
 * If the ``async with`` block raises or is cancelled, everything is
   cancelled at once (``_abort``), and the block's exception propagates as it
   is.
@@ -246,7 +246,7 @@ class AsyncExecutor(Scheduler):
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                for _ in range(min(self._queued, self.max_workers)):
+                for _ in range(min(len(self._backlog), self.max_workers)):
                     self._start_worker()
                 assert self._stopped is not None
                 await self._stopped.wait()
@@ -275,8 +275,7 @@ class AsyncExecutor(Scheduler):
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
-        assert self._send is not None
-        self._send.close()
+        self._close_queue()
         for line in self._lines.values():
             line.scope.cancel()  # only cancelled jobs can be left in it
         self._maybe_stopped()
@@ -285,8 +284,7 @@ class AsyncExecutor(Scheduler):
         """Last step: nothing runs any more; make every future final."""
         self._state = _CLOSED
         self._sweep()
-        if self._send is not None:
-            self._send.close()
+        self._close_queue()
         if self._receive is not None:
             self._receive.close()
         self._task_group = None

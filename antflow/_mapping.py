@@ -117,12 +117,12 @@ class MapIterator(Generic[T]):
 
     async def _step(self) -> AsyncFuture[T] | None:
         """Top the window up, then wait for the next result to yield."""
-        await self._top_up()
-        if self._ordered:
-            return await self._next_in_order()
-        return await self._next_done()
-
-    async def _next_in_order(self) -> AsyncFuture[T] | None:
+        if self._inputs.is_async:
+            await self._top_up_async()
+        else:
+            self._top_up()
+        if not self._ordered:
+            return await self._next_done()
         window = self._window
         assert isinstance(window, deque)
         if not window:
@@ -149,22 +149,36 @@ class MapIterator(Generic[T]):
             if self._wakeup is not None:
                 self._wakeup.set()
 
-    async def _top_up(self) -> None:
-        window, inputs, enqueue = self._window, self._inputs, self._executor._enqueue
-        fn, options = self._fn, self._options
-        watch = self._report is not None or not self._ordered
-        finished = self._finished  # unordered: done but not yet yielded
+    def _top_up(self) -> None:
+        """Fill the window from sync inputs: the common case, with no await."""
+        window, finished, inputs = self._window, self._finished, self._inputs
+        # Finished but not yet yielded (unordered) results count too, or a
+        # slow consumer would let the read-ahead grow without bound.
         while len(window) + len(finished) < self._window_size:
-            args = await inputs.next() if inputs.is_async else inputs.next_sync()
+            args = inputs.next_sync()
             if args is None:
                 return
-            future: AsyncFuture[T] = enqueue(fn, args, None, options)
-            if isinstance(window, deque):
-                window.append(future)
-            else:
-                window[future] = None
-            if watch:
-                future.add_done_callback(self._watch)
+            self._submit(args)
+
+    async def _top_up_async(self) -> None:
+        window, finished, inputs = self._window, self._finished, self._inputs
+        while len(window) + len(finished) < self._window_size:
+            args = await inputs.next()
+            if args is None:
+                return
+            self._submit(args)
+
+    def _submit(self, args: tuple[Any, ...]) -> None:
+        future: AsyncFuture[T] = self._executor._enqueue(
+            self._fn, args, None, self._options
+        )
+        window = self._window
+        if isinstance(window, deque):
+            window.append(future)
+        else:
+            window[future] = None
+        if self._report is not None or not self._ordered:
+            future.add_done_callback(self._watch)
 
     def _stop(self) -> list[AsyncFuture[T]]:
         """Cancel what is in flight and read no further; return the futures

@@ -1,10 +1,11 @@
 """How submitted jobs get to workers: the queue, the workers, the gates.
 
-* ``_enqueue`` sends the job (an `AsyncFuture`) into an unbounded anyio
-  memory object stream. No task is created per submission.
-* Up to ``max_workers`` worker tasks pull jobs and run them one at a time.
-  Workers start lazily, one per job that finds no idle worker, and live
-  until the stream is closed.
+* ``_enqueue`` appends the job (an `AsyncFuture`) to ``_backlog``, a deque.
+  No task is created per submission.
+* Up to ``max_workers`` worker tasks take jobs and run them one at a time.
+  Workers start lazily, one per job that finds no idle worker. An idle
+  worker sleeps on an unbounded anyio memory object stream that carries
+  only wake-ups; closing the stream tells every worker to exit.
 * Before each attempt a job passes its gates (semaphore, rate limits). A gate
   that cannot be passed at once parks the job in that gate's `WaitingLine`
   and frees the worker (see ``_limits``). When the line has a token for it,
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-#: Sent into the stream to wake an idle worker for a job in ``_ready``.
-_WAKE: Final = object()
-
 #: Jobs a worker may take in a row without a checkpoint of its own.
 _STREAK: Final = 32
 
@@ -49,16 +47,19 @@ class Scheduler:
     def __init__(self, max_workers: int) -> None:
         #: The most tasks that run at once.
         self.max_workers: Final = max_workers
-        self._send: MemoryObjectSendStream[Any] | None = None
-        self._receive: MemoryObjectReceiveStream[Any] | None = None
+        # Wake-ups for idle workers; None until the executor opens.
+        self._send: MemoryObjectSendStream[None] | None = None
+        self._receive: MemoryObjectReceiveStream[None] | None = None
+        self._accepting = True  # False once the queue is closed
         self._task_group: TaskGroup | None = None
-        self._ready: deque[AsyncFuture[Any]] = deque()
+        self._backlog: deque[AsyncFuture[Any]] = deque()  # submitted, not taken
+        self._ready: deque[AsyncFuture[Any]] = deque()  # passed a gate: go first
         self._lines: dict[int, WaitingLine] = {}
         self._running: set[AsyncFuture[Any]] = set()
         self._cancelling = False
         self._workers = 0  # live worker tasks
-        self._idle = 0  # workers blocked on the stream
-        self._queued = 0  # items in the stream not yet taken by a worker
+        self._idle = 0  # workers asleep on the stream
+        self._woken = 0  # wake-ups sent and not yet received
         self._tasks = 0  # live tasks of ours: workers and waiting lines
         self._outstanding = 0  # futures not yet final, plus running map() calls
         self._sequence = 0  # futures made, which is also "submitted"
@@ -66,11 +67,15 @@ class Scheduler:
         self._finals = [0] * (CANCELLED + 1)
         self._retries = 0
         self._on_own_loop: Callable[[], bool] = _never
-        self._send_nowait: Callable[[Any], None] = _closed_stream
 
     def _open_queue(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
-        self._send_nowait = self._send.send_nowait
+        self._send, self._receive = anyio.create_memory_object_stream[None](math.inf)
+
+    def _close_queue(self) -> None:
+        """Refuse new jobs; idle workers exit once nothing is left to take."""
+        self._accepting = False
+        if self._send is not None:
+            self._send.close()
 
     # -- hooks for the life cycle -----------------------------------------------
 
@@ -90,21 +95,25 @@ class Scheduler:
         kwargs: dict[str, Any] | None,
         options: JobOptions | None,
     ) -> AsyncFuture[Any]:
-        future: AsyncFuture[Any] = AsyncFuture(
-            self, self._sequence + 1, fn, args, kwargs, options
-        )
-        try:
-            self._send_nowait(future)
-        except anyio.ClosedResourceError:
-            raise ExecutorShutdownError(
-                "cannot submit: the executor is shut down"
-            ) from None
+        if not self._accepting:
+            raise ExecutorShutdownError("cannot submit: the executor is shut down")
         self._sequence += 1
+        future: AsyncFuture[Any] = AsyncFuture(
+            self, self._sequence, fn, args, kwargs, options
+        )
+        self._backlog.append(future)
         self._outstanding += 1
-        self._queued += 1
-        if self._queued > self._idle and self._workers < self.max_workers:
-            self._start_worker()
+        self._job_waiting()
         return future
+
+    def _job_waiting(self) -> None:
+        """A job joined ``_backlog`` or ``_ready``: wake or start a worker for it."""
+        if self._idle > self._woken:
+            self._woken += 1
+            assert self._send is not None
+            self._send.send_nowait(None)
+        elif self._workers < self.max_workers:
+            self._start_worker()
 
     def _start_worker(self) -> None:
         if self._task_group is None:
@@ -119,56 +128,66 @@ class Scheduler:
         # Making a cancel scope per job would cost more than the rest of the
         # job's bookkeeping together, so a worker makes a new one only after
         # a cancelled job has used its scope up.
-        taken = 0  # jobs taken in a row without a checkpoint of our own
+        streak = 0  # jobs taken since this worker last yielded to the loop
         try:
             while True:
                 with anyio.CancelScope() as scope:
                     while not scope.cancel_called:
-                        may_skip = taken < _STREAK
-                        taken = taken + 1 if may_skip else 0
-                        job = await self._next_job(may_skip_checkpoint=may_skip)
+                        if streak == _STREAK:
+                            streak = 0
+                            await anyio.lowlevel.checkpoint()
+                        job = self._take()
                         if job is None:
-                            return
+                            streak = 0
+                            job = await self._sleep_until_job()
+                            if job is None:
+                                return
+                        streak += 1
                         await self._run(job, scope)
         finally:
             self._workers -= 1
             self._task_exited()
 
-    async def _next_job(self, may_skip_checkpoint: bool) -> AsyncFuture[Any] | None:
-        """The next job to start (ready ones first); None once closed.
+    def _take(self) -> AsyncFuture[Any] | None:
+        """The next job to start (ready ones first), or None if there is none.
 
-        A blocking ``receive()`` is a trip through the event loop even when a
-        job is waiting, which doubles the cost of a short job. So a worker
-        may take a waiting job without blocking, but only ``_STREAK`` times
-        in a row: the jobs' own awaits normally yield to the loop, and the
-        cap bounds how long jobs that never await keep it from other tasks.
+        Taking a waiting job needs no trip through the event loop, which
+        would double the cost of a short job. A worker does so at most
+        ``_STREAK`` times before it yields: the jobs' own awaits normally
+        yield to the loop, and the cap bounds how long jobs that never await
+        keep it from other tasks.
         """
-        ready, receive = self._ready, self._receive
-        assert receive is not None
-        item: Any
-        while True:
-            if ready:
-                job = ready.popleft()
-            else:
-                item = _take_nowait(receive) if may_skip_checkpoint else None
-                if item is None:
-                    self._idle += 1
-                    try:
-                        item = await receive.receive()
-                    except anyio.EndOfStream:
-                        return None
-                    finally:
-                        self._idle -= 1
-                self._queued -= 1
-                if item is _WAKE:
-                    continue
-                job = item
+        ready, backlog = self._ready, self._backlog
+        while ready or backlog:
+            job = ready.popleft() if ready else backlog.popleft()
             if job._state >= FINISHED:
                 self._give_back(job)  # cancelled while it waited
             elif self._cancelling:
                 self._give_back(job)
                 job._settle(CANCELLED, None)
             else:
+                return job
+        return None
+
+    async def _sleep_until_job(self) -> AsyncFuture[Any] | None:
+        """Sleep until a job comes; None once the queue is closed and empty."""
+        receive = self._receive
+        assert receive is not None
+        while True:
+            self._idle += 1
+            try:
+                await receive.receive()
+            except anyio.EndOfStream:
+                pass  # closed: take what is left, then exit
+            else:
+                # A wake-up is lost only when a cancellation hits the worker
+                # it went to, and that happens only when the task group is
+                # being cancelled: no worker will be needed again.
+                self._woken -= 1
+            finally:
+                self._idle -= 1
+            job = self._take()
+            if job is not None or not self._accepting:
                 return job
 
     async def _run(self, job: AsyncFuture[Any], scope: anyio.CancelScope) -> None:
@@ -186,7 +205,7 @@ class Scheduler:
             while True:
                 try:
                     if options is None:
-                        value = await _call(job)
+                        value = await _invoke(job)
                     else:
                         value = await _attempt(job, options)
                 except Exception as exc:
@@ -194,7 +213,8 @@ class Scheduler:
                 else:
                     error = None
                 finally:
-                    self._give_back(job)
+                    if job._passed:
+                        self._give_back(job)
                 if error is None or options is None or options.retry is None:
                     break
                 try:
@@ -276,12 +296,7 @@ class Scheduler:
         """A waiting line got a token for ``job``: run it before queued work."""
         job._passed += 1
         self._ready.append(job)
-        if self._idle:
-            # Idle workers sleep on the stream; wake one.
-            self._queued += 1
-            self._send_nowait(_WAKE)
-        elif self._workers < self.max_workers:
-            self._start_worker()
+        self._job_waiting()
 
     def _line_done(self, line: WaitingLine) -> None:
         if self._lines.get(id(line.limiter)) is line:
@@ -309,38 +324,21 @@ class Scheduler:
         for line in list(self._lines.values()):
             while line.jobs:
                 line.jobs.popleft()._settle(CANCELLED, None)
-        receive = self._receive
-        if receive is None:
-            return
-        while True:
-            try:
-                item = receive.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-            self._queued -= 1
-            if item is not _WAKE:
-                item._settle(CANCELLED, None)
+        backlog = self._backlog
+        while backlog:
+            backlog.popleft()._settle(CANCELLED, None)  # no-op if already final
 
     def _job_settled(self, state: int) -> None:
         self._finals[state] += 1
-        self._release()
+        self._outstanding -= 1  # as _release(), without a second call per job
+        if self._outstanding == 0:
+            self._became_idle()
 
     def _release(self) -> None:
         """One outstanding future (or running ``map`` call) fewer."""
         self._outstanding -= 1
         if self._outstanding == 0:
             self._became_idle()
-
-
-def _take_nowait(receive: MemoryObjectReceiveStream[Any]) -> Any:
-    try:
-        return receive.receive_nowait()
-    except (anyio.WouldBlock, anyio.EndOfStream):
-        return None  # the blocking receive will wait, or see the end
-
-
-def _closed_stream(item: object) -> None:
-    raise anyio.ClosedResourceError
 
 
 def _never() -> bool:
@@ -352,26 +350,28 @@ async def _attempt(job: AsyncFuture[Any], options: JobOptions) -> Any:
     timeout = options.attempt_timeout
     if timeout is None:
         if options.context_limiter is None:
-            return await _call(job)
+            return await _invoke(job)
         async with options.context_limiter:
-            return await _call(job)
+            return await _invoke(job)
     with anyio.CancelScope(deadline=anyio.current_time() + timeout):
         if options.context_limiter is None:
-            return await _call(job)
+            return await _invoke(job)
         async with options.context_limiter:
-            return await _call(job)
+            return await _invoke(job)
     # Only reached when the deadline cancelled the attempt.
     raise TimeoutError(f"attempt took longer than task_timeout={timeout}")
 
 
-async def _call(job: AsyncFuture[Any]) -> Any:
+def _invoke(job: AsyncFuture[Any]) -> Awaitable[Any]:
+    """Call the job's function; return the awaitable it made (not awaited:
+    an ``async def`` wrapper here would cost a coroutine per job)."""
     fn = job._fn
     assert fn is not None
     assert job._args is not None
     kwargs = job._kwargs
     awaitable: Any = fn(*job._args, **kwargs) if kwargs else fn(*job._args)
     if type(awaitable) is CoroutineType or isinstance(awaitable, Awaitable):
-        return await awaitable  # pyright: ignore[reportUnknownVariableType]
+        return awaitable  # pyright: ignore[reportUnknownVariableType]
     name = getattr(fn, "__qualname__", None) or repr(fn)
     raise TypeError(
         f"{name} returned {type(awaitable).__name__}, not an awaitable; "

@@ -33,8 +33,8 @@ async def test_jobs_that_never_await_still_let_other_tasks_run() -> None:
     assert ran == list(range(500))
     between = [n for n in seen if 0 < n < 500]
     assert between, f"the observer never ran while jobs were pending: {seen}"
-    # A worker takes at most 33 jobs per turn (a streak of 32 after one
-    # blocking receive); trio runs each ready task once per batch, in random
-    # order, so two worker turns can fall between two observer turns.
+    # A worker takes at most 32 jobs per turn; trio runs each ready task
+    # once per batch, in random order, so two worker turns can fall between
+    # two observer turns.
     gaps = [b - a for a, b in zip([0, *seen], seen, strict=False)]
-    assert max(gaps) <= 2 * 33, gaps
+    assert max(gaps) <= 2 * 32, gaps
