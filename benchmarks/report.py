@@ -234,6 +234,7 @@ def render_markdown(
         )
     for workload in WORKLOADS:
         lines += _workload_table(summary, workload, sizes.get(workload.key), meta)
+    lines += _first_use_table(summary, meta)
     if meta.get("failures"):
         lines += ["", "## Failed runs", ""]
         lines += [f"- {failure}" for failure in meta["failures"]]
@@ -248,6 +249,41 @@ def _format_target_value(verdict: dict[str, Any]) -> str:
         "us_per_submit": f"{value:.2f} µs",
         "bytes_per_future": f"{value:.0f} B",
     }.get(verdict["metric"], f"{value:.3g}")
+
+
+def _first_use_table(
+    summary: dict[Key, dict[str, float]], meta: dict[str, Any]
+) -> list[str]:
+    """The warm-up each run does before its clock starts, over all workloads."""
+    samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for (_, backend, impl), numbers in summary.items():
+        if "first_use_s" in numbers:
+            samples[backend, impl].append(numbers["first_use_s"])
+    if not samples:
+        return []
+    backends = [b for b in BACKENDS if b in meta["backends"]]
+    lines = [
+        "",
+        "## First use in a process (not in the times above)",
+        "",
+        "Cells: median time of the warm-up every run does before its clock starts: "
+        "one `map` of 100 one-checkpoint tasks. It is mostly one-time cost: "
+        "imports a library defers to its first use (anyio loads most of itself "
+        "then) and first calls.",
+        "",
+        "| implementation | " + " | ".join(backends) + " |",
+        "|---" * (len(backends) + 1) + "|",
+    ]
+    for impl in IMPLS:
+        cells = [
+            _seconds(statistics.median(samples[backend, impl.name]))
+            if samples.get((backend, impl.name))
+            else ""
+            for backend in backends
+        ]
+        if any(cells):
+            lines.append(f"| {impl.label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _workload_table(

@@ -120,6 +120,22 @@ def run_child(
     return {"numbers": numbers, "versions": numbers.pop("versions", {})}
 
 
+def compile_this_antflow(python: str) -> None:
+    """Byte-compile this repository's antflow before any run.
+
+    Every other package here was byte-compiled when pip installed it; this
+    one is imported from the checkout. Where ``PYTHONDONTWRITEBYTECODE`` is
+    set (as on our CI machines), it would otherwise be compiled from source
+    in every run: about 12 ms more per ``import antflow``, and the lazily
+    imported modules compiled inside the timed workloads.
+    """
+    subprocess.run(
+        [python, "-m", "compileall", "-q", str(REPO / "antflow")],
+        check=True,
+        env=child_env(THIS),
+    )
+
+
 def check_this_antflow(python: str) -> None:
     """Fail early, with the reason, when this repository's antflow does not import."""
     probe = "import antflow, sys; antflow.AsyncExecutor; print(antflow.__file__)"
@@ -182,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pythons = {THIS: sys.executable}
     if "antflow" not in skip:
         check_this_antflow(sys.executable)
+        compile_this_antflow(sys.executable)
     if ANTFLOW_010 not in skip:
         pythons[ANTFLOW_010] = str(antflow010_env.ensure(args.antflow010_venv))
     envs = {kind: child_env(kind) for kind in pythons}
