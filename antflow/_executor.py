@@ -487,9 +487,8 @@ class AsyncExecutor(Scheduler):
         )
         self._outstanding += 1  # a graceful shutdown waits for this call
         try:
-            return [result async for result in results]
+            return await results.collect()
         finally:
-            await results.aclose()
             self._release()
 
     def map_iter(

@@ -115,6 +115,35 @@ class MapIterator(Generic[T]):
             await self.aclose()
             raise
 
+    async def collect(self) -> list[T]:
+        """Every result, in input order: what `AsyncExecutor.map` returns.
+
+        The steps of ``async for``, without an ``__anext__`` coroutine per
+        item: the results that are ready are taken in one go.
+        """
+        assert self._ordered
+        window = self._window
+        assert isinstance(window, deque)
+        results: list[T] = []
+        try:
+            with anyio.CancelScope(deadline=self._deadline) as scope:
+                while True:
+                    if self._inputs.is_async:
+                        await self._top_up_async()
+                    else:
+                        self._top_up()
+                    if not window:
+                        break
+                    if window[0]._state < FINISHED:
+                        await window[0]._wait_final()
+                    while window and window[0]._state >= FINISHED:
+                        results.append(window.popleft()._outcome())
+            if scope.cancelled_caught:
+                raise TimeoutError("map timed out")
+        finally:
+            await self.aclose()
+        return results
+
     async def _step(self) -> AsyncFuture[T] | None:
         """Top the window up, then wait for the next result to yield."""
         if self._inputs.is_async:
