@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 #: Jobs a worker may take in a row without a checkpoint of its own.
 _STREAK: Final = 32
 
+#: What `Scheduler._attempts` returns when the job is waiting at a gate again.
+_PARKED: Final = object()
+
 
 class Scheduler:
     """The queue and worker pool under an `AsyncExecutor`."""
@@ -199,41 +202,13 @@ class Scheduler:
         job._scope = scope
         self._running.add(job)
         error: Exception | None = None
-        value: Any = None
-        parked = False
         try:
-            while True:
-                try:
-                    if options is None:
-                        value = await _invoke(job)
-                    else:
-                        value = await _attempt(job, options)
-                except Exception as exc:
-                    error = exc
-                else:
-                    error = None
-                finally:
-                    if job._passed:
-                        self._give_back(job)
-                if error is None or options is None or options.retry is None:
-                    break
-                try:
-                    if job._retry_state is None:
-                        job._retry_state = options.retry.new_state(
-                            job._fn, job._args, job._kwargs
-                        )
-                    delay = options.retry.next_delay(job._retry_state, error)
-                except Exception as policy_error:  # a retry_on predicate raised
-                    error = policy_error
-                    break
-                if delay is None:
-                    break
-                self._retries += 1
-                # Back-off keeps the worker but not the semaphore.
-                await anyio.sleep(delay)
-                if not self._pass_gates(job, options):
-                    parked = True
-                    break
+            if options is None:
+                value = await _invoke(job)
+            else:
+                value = await self._attempts(job, options)
+        except Exception as exc:
+            error, value = exc, None
         except BaseException:
             # Cancellation (ours or from outside), or a BaseException from the
             # task itself: never stored as a result, but the future still
@@ -248,15 +223,35 @@ class Scheduler:
             # Cancelled, but the task swallowed it or finished first: the
             # cancel() that returned True wins.
             job._settle(CANCELLED, None)
-        elif parked:
-            pass  # waiting for a gate again; still "running" to its caller
         elif error is not None:
             job._settle(FAILED, error)
             # The traceback holds this frame, and this frame the error: break
             # the cycle so the future and its arguments die by refcount.
             error = None
-        else:
+        elif value is not _PARKED:
             job._settle(FINISHED, value)
+
+    async def _attempts(self, job: AsyncFuture[Any], options: JobOptions) -> Any:
+        """Attempt ``job`` until it succeeds or its retry policy gives up.
+
+        Returns the value, or ``_PARKED`` when the job waits at a gate again
+        after a back-off (it stays running to its caller); raises the error
+        of the last attempt.
+        """
+        while True:
+            try:
+                return await _attempt(job, options)
+            except Exception as error:
+                delay = _retry_delay(job, options, error)
+                if delay is None:
+                    raise
+            finally:
+                self._give_back(job)
+            self._retries += 1
+            # Back-off keeps the worker but not the semaphore.
+            await anyio.sleep(delay)
+            if not self._pass_gates(job, options):
+                return _PARKED
 
     # -- gates ------------------------------------------------------------------------
 
@@ -343,6 +338,21 @@ class Scheduler:
 
 def _never() -> bool:
     return False
+
+
+def _retry_delay(
+    job: AsyncFuture[Any], options: JobOptions, error: Exception
+) -> float | None:
+    """Seconds to wait before the next attempt after ``error``; None: give up.
+
+    A ``retry_on`` predicate that raises fails the job with its own error.
+    """
+    retry = options.retry
+    if retry is None:
+        return None
+    if job._retry_state is None:
+        job._retry_state = retry.new_state(job._fn, job._args, job._kwargs)
+    return retry.next_delay(job._retry_state, error)
 
 
 async def _attempt(job: AsyncFuture[Any], options: JobOptions) -> Any:
