@@ -7,7 +7,11 @@ so a queued submission costs one small object and nothing else.
 States move one way only::
 
     PENDING ──> RUNNING ──> FINISHED | FAILED | CANCELLED
-       └────────────────────────────────────────^
+       │           └──> CANCELLING ─────────────────^
+       └────────────────────────────────────────────^
+
+CANCELLING is a running task whose ``cancel()`` has been called: it still
+runs (``running()`` is true) until the task has exited.
 
 Waiting is event-driven: an ``anyio.Event`` is made only when someone awaits
 a future that is not yet final, and internal waiters (``wait``,
@@ -32,8 +36,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-PENDING, RUNNING, FINISHED, FAILED, CANCELLED = range(5)
-_STATE_NAMES = ("pending", "running", "finished", "failed", "cancelled")
+PENDING, RUNNING, CANCELLING, FINISHED, FAILED, CANCELLED = range(6)
+_STATE_NAMES = ("pending", "running", "cancelling", "finished", "failed", "cancelled")
 
 
 def check_timeout(timeout: float | None, name: str = "timeout") -> None:
@@ -111,7 +115,7 @@ class AsyncFuture(Generic[T]):
 
     def running(self) -> bool:
         """True while the task is executing (retry back-off included)."""
-        return self._state == RUNNING
+        return RUNNING <= self._state <= CANCELLING
 
     def exception(self) -> BaseException | None:
         """The task's exception; None while pending or after success.
@@ -168,12 +172,13 @@ class AsyncFuture(Generic[T]):
             ``concurrent.futures``).
         """
         state = self._state
-        if state == CANCELLED:
+        if state in (CANCELLED, CANCELLING):
             return True
         if state >= FINISHED:
             return False
         if self._scope is not None:
             # Running: the worker settles the future after the task exits.
+            self._state = CANCELLING
             self._scope.cancel()
         else:
             self._settle(CANCELLED, None)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from ._exceptions import ExecutorShutdownError
-from ._future import CANCELLED, FAILED, FINISHED, RUNNING, AsyncFuture
+from ._future import CANCELLED, CANCELLING, FAILED, FINISHED, RUNNING, AsyncFuture
 from ._limits import WaitingLine
 from ._options import Gate, JobOptions
 
@@ -135,7 +135,8 @@ class Scheduler:
         try:
             while True:
                 with anyio.CancelScope() as scope:
-                    while not scope.cancel_called:
+                    spent = False
+                    while not spent:
                         if streak == _STREAK:
                             streak = 0
                             await anyio.lowlevel.checkpoint()
@@ -146,7 +147,7 @@ class Scheduler:
                             if job is None:
                                 return
                         streak += 1
-                        await self._run(job, scope)
+                        spent = await self._run(job, scope)
         finally:
             self._workers -= 1
             self._task_exited()
@@ -193,11 +194,17 @@ class Scheduler:
             if job is not None or not self._accepting:
                 return job
 
-    async def _run(self, job: AsyncFuture[Any], scope: anyio.CancelScope) -> None:
-        """Run ``job`` in the worker's ``scope``, all its attempts included."""
+    async def _run(self, job: AsyncFuture[Any], scope: anyio.CancelScope) -> bool:
+        """Run ``job`` in the worker's ``scope``, all its attempts included.
+
+        Returns True if the job was cancelled through ``scope``, which the
+        worker must then replace. (``job.cancel()`` is the only caller of
+        ``scope.cancel()``; asking the scope instead costs a clock read per
+        job on trio.)
+        """
         options = job._options
         if options is not None and not self._pass_gates(job, options):
-            return
+            return False
         job._state = RUNNING
         job._scope = scope
         self._running.add(job)
@@ -219,17 +226,19 @@ class Scheduler:
             raise
         self._running.discard(job)
         job._scope = None
-        if scope.cancel_called:
+        if job._state == CANCELLING:
             # Cancelled, but the task swallowed it or finished first: the
             # cancel() that returned True wins.
             job._settle(CANCELLED, None)
-        elif error is not None:
+            return True
+        if error is not None:
             job._settle(FAILED, error)
             # The traceback holds this frame, and this frame the error: break
             # the cycle so the future and its arguments die by refcount.
             error = None
         elif value is not _PARKED:
             job._settle(FINISHED, value)
+        return False
 
     async def _attempts(self, job: AsyncFuture[Any], options: JobOptions) -> Any:
         """Attempt ``job`` until it succeeds or its retry policy gives up.

@@ -355,6 +355,38 @@ async def test_cancelled_task_that_swallows_cancellation_ends_cancelled() -> Non
         await fut
 
 
+async def test_a_cancelled_task_still_runs_until_its_cleanup_is_done() -> None:
+    """API decision: cancel() on a running task returns True at once, but the
+    future stays running (not done) while the task's shielded cleanup runs;
+    cancel() again is True, and the worker takes the next task only after."""
+    cleanup_started, finish_cleanup = anyio.Event(), anyio.Event()
+
+    async def with_cleanup() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                cleanup_started.set()
+                await finish_cleanup.wait()
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(with_cleanup)
+        after = ex.submit(double, 4)
+        await anyio.wait_all_tasks_blocked()
+        assert fut.cancel() is True
+        await cleanup_started.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert states(fut) == (False, True, False)
+        assert repr(fut) == "<AsyncFuture #1 cancelling>"
+        assert fut.cancel() is True
+        assert not after.running()
+        finish_cleanup.set()
+        with pytest.raises(CancelledError):
+            await fut
+        assert states(fut) == (True, False, True)
+        assert await after == 8
+
+
 # --------------------------------------------------------------------------
 # Callbacks
 # --------------------------------------------------------------------------
