@@ -79,7 +79,12 @@ class MapIterator(Generic[T]):
         self._ordered = bool(ordered)
         self._report = make_reporter(progress, known_length(iterables))
         self._done = 0  # items finished with a result or an exception
-        self._watch = weak_callback(self._on_done)
+        # Done callbacks serve only progress reports and completion order.
+        self._watch = (
+            weak_callback(self._on_done)
+            if self._report is not None or not self._ordered
+            else None
+        )
         # In flight, oldest first. Unordered mode removes from the middle,
         # so the window is a dict there (insertion-ordered, O(1) removal).
         self._window: deque[AsyncFuture[T]] | dict[AsyncFuture[T], None] = (
@@ -206,7 +211,7 @@ class MapIterator(Generic[T]):
             window.append(future)
         else:
             window[future] = None
-        if self._report is not None or not self._ordered:
+        if self._watch is not None:
             future.add_done_callback(self._watch)
 
     def _stop(self) -> list[AsyncFuture[T]]:

@@ -106,7 +106,10 @@ class Scheduler:
         )
         self._backlog.append(future)
         self._outstanding += 1
-        self._job_waiting()
+        if self._idle > self._woken or self._workers < self.max_workers:
+            self._job_waiting()
+        # else: every worker is busy and none may be added; the first to
+        # finish takes the oldest job.
         return future
 
     def _job_waiting(self) -> None:
