@@ -487,7 +487,7 @@ class AsyncExecutor(Scheduler):
         )
         self._outstanding += 1  # a graceful shutdown waits for this call
         try:
-            return await results.collect()
+            return await results._collect()
         finally:
             self._release()
 

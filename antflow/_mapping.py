@@ -120,7 +120,7 @@ class MapIterator(Generic[T]):
             await self.aclose()
             raise
 
-    async def collect(self) -> list[T]:
+    async def _collect(self) -> list[T]:
         """Every result, in input order: what `AsyncExecutor.map` returns.
 
         The steps of ``async for``, without an ``__anext__`` coroutine per
