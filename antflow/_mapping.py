@@ -142,7 +142,11 @@ class MapIterator(Generic[T]):
                     if window[0]._state < FINISHED:
                         await window[0]._wait_final()
                     while window and window[0]._state >= FINISHED:
-                        results.append(window.popleft()._outcome())
+                        head = window.popleft()
+                        # The value as it is, or _outcome() raises the error.
+                        results.append(
+                            head._value if head._state == FINISHED else head._outcome()
+                        )
             if scope.cancelled_caught:
                 raise TimeoutError("map timed out")
         finally:

@@ -212,9 +212,16 @@ class Scheduler:
         job._scope = scope
         self._running.add(job)
         error: Exception | None = None
+        value: Any
         try:
             if options is None:
-                value = await _invoke(job)
+                # _invoke(job), written out: this is every plain job's path.
+                fn, args, kwargs = job._fn, job._args, job._kwargs
+                assert fn is not None and args is not None
+                call: Awaitable[Any] = fn(*args, **kwargs) if kwargs else fn(*args)
+                if call.__class__ is not CoroutineType:
+                    call = _awaitable(fn, call)
+                value = await call
             else:
                 value = await self._attempts(job, options)
         except Exception as exc:
@@ -385,17 +392,22 @@ async def _attempt(job: AsyncFuture[Any], options: JobOptions) -> Any:
 
 
 def _invoke(job: AsyncFuture[Any]) -> Awaitable[Any]:
-    """Call the job's function; return the awaitable it made (not awaited:
-    an ``async def`` wrapper here would cost a coroutine per job)."""
-    fn = job._fn
-    assert fn is not None
-    assert job._args is not None
-    kwargs = job._kwargs
-    awaitable: Any = fn(*job._args, **kwargs) if kwargs else fn(*job._args)
-    if type(awaitable) is CoroutineType or isinstance(awaitable, Awaitable):
+    """Call the job's function; return the awaitable it made."""
+    fn, args, kwargs = job._fn, job._args, job._kwargs
+    assert fn is not None and args is not None
+    awaitable = fn(*args, **kwargs) if kwargs else fn(*args)
+    if type(awaitable) is CoroutineType:
         return awaitable  # pyright: ignore[reportUnknownVariableType]
+    return _awaitable(fn, awaitable)
+
+
+def _awaitable(fn: Callable[..., Any], result: object) -> Awaitable[Any]:
+    """``result`` if it is awaitable (not a coroutine: those are taken
+    without this call); else a TypeError naming ``fn``."""
+    if isinstance(result, Awaitable):
+        return result  # pyright: ignore[reportUnknownVariableType]
     name = getattr(fn, "__qualname__", None) or repr(fn)
     raise TypeError(
-        f"{name} returned {type(awaitable).__name__}, not an awaitable; "
+        f"{name} returned {type(result).__name__}, not an awaitable; "
         "the executor runs async functions"
     )
