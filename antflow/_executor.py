@@ -218,7 +218,6 @@ class AsyncExecutor(Scheduler):
         self._token = loop_token()
         self._backend = backend_name(self._token)
         self._on_own_loop = loop_checker(self._token)
-        self._open_queue()
         self._stopped = anyio.Event()
         self._done = anyio.Event()
         self._state = _OPEN
@@ -285,8 +284,6 @@ class AsyncExecutor(Scheduler):
         self._state = _CLOSED
         self._sweep()
         self._close_queue()
-        if self._receive is not None:
-            self._receive.close()
         self._task_group = None
         for event in (self._stopped, self._done):
             if event is not None:

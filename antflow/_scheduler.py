@@ -3,13 +3,13 @@
 * ``_enqueue`` appends the job (an `AsyncFuture`) to ``_backlog``, a deque.
   No task is created per submission.
 * Up to ``max_workers`` worker tasks take jobs and run them one at a time.
-  Workers start lazily, one per job that finds no idle worker. An idle
-  worker sleeps on an unbounded anyio memory object stream that carries
-  only wake-ups; closing the stream tells every worker to exit.
+  A worker starts for a job that arrives while fewer than ``max_workers``
+  run, and exits when it finds no job: an executor without work holds no
+  task.
 * Before each attempt a job passes its gates (semaphore, rate limits). A gate
   that cannot be passed at once parks the job in that gate's `WaitingLine`
   and frees the worker (see ``_limits``). When the line has a token for it,
-  the job goes into ``_ready``, which workers serve before the stream.
+  the job goes into ``_ready``, which workers serve before ``_backlog``.
 * Jobs run inside their worker's cancel scope, which ``future.cancel()``
   cancels while that job holds it.
 
@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import CoroutineType
@@ -32,10 +31,8 @@ from ._limits import WaitingLine
 from ._options import Gate, JobOptions
 
 if TYPE_CHECKING:
-    # Type names only: importing these modules at run time would double the
-    # cost of ``import antflow`` (the streams are made through ``anyio``).
+    # A type name only: anyio.abc costs more to import than it is used.
     from anyio.abc import TaskGroup
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 #: Jobs a worker may take in a row without a checkpoint of its own.
 _STREAK: Final = 32
@@ -50,9 +47,6 @@ class Scheduler:
     def __init__(self, max_workers: int) -> None:
         #: The most tasks that run at once.
         self.max_workers: Final = max_workers
-        # Wake-ups for idle workers; None until the executor opens.
-        self._send: MemoryObjectSendStream[None] | None = None
-        self._receive: MemoryObjectReceiveStream[None] | None = None
         self._accepting = True  # False once the queue is closed
         self._task_group: TaskGroup | None = None
         self._backlog: deque[AsyncFuture[Any]] = deque()  # submitted, not taken
@@ -61,8 +55,6 @@ class Scheduler:
         self._running: set[AsyncFuture[Any]] = set()
         self._cancelling = False
         self._workers = 0  # live worker tasks
-        self._idle = 0  # workers asleep on the stream
-        self._woken = 0  # wake-ups sent and not yet received
         self._tasks = 0  # live tasks of ours: workers and waiting lines
         self._outstanding = 0  # futures not yet final, plus running map() calls
         self._sequence = 0  # futures made, which is also "submitted"
@@ -71,14 +63,9 @@ class Scheduler:
         self._retries = 0
         self._on_own_loop: Callable[[], bool] = _never
 
-    def _open_queue(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[None](math.inf)
-
     def _close_queue(self) -> None:
-        """Refuse new jobs; idle workers exit once nothing is left to take."""
+        """Refuse new jobs."""
         self._accepting = False
-        if self._send is not None:
-            self._send.close()
 
     # -- hooks for the life cycle -----------------------------------------------
 
@@ -106,20 +93,10 @@ class Scheduler:
         )
         self._backlog.append(future)
         self._outstanding += 1
-        if self._idle > self._woken or self._workers < self.max_workers:
-            self._job_waiting()
-        # else: every worker is busy and none may be added; the first to
-        # finish takes the oldest job.
-        return future
-
-    def _job_waiting(self) -> None:
-        """A job joined ``_backlog`` or ``_ready``: wake or start a worker for it."""
-        if self._idle > self._woken:
-            self._woken += 1
-            assert self._send is not None
-            self._send.send_nowait(None)
-        elif self._workers < self.max_workers:
+        if self._workers < self.max_workers:
             self._start_worker()
+        # else: the first worker to finish its job takes the oldest one.
+        return future
 
     def _start_worker(self) -> None:
         if self._task_group is None:
@@ -145,8 +122,12 @@ class Scheduler:
                             await anyio.lowlevel.checkpoint()
                         job = self._take()
                         if job is None:
+                            # Out of work: yield once, since the next job is
+                            # often submitted by a task that runs meanwhile,
+                            # then leave (the next job starts a new worker).
                             streak = 0
-                            job = await self._sleep_until_job()
+                            await anyio.lowlevel.checkpoint()
+                            job = self._take()
                             if job is None:
                                 return
                         streak += 1
@@ -175,27 +156,6 @@ class Scheduler:
             else:
                 return job
         return None
-
-    async def _sleep_until_job(self) -> AsyncFuture[Any] | None:
-        """Sleep until a job comes; None once the queue is closed and empty."""
-        receive = self._receive
-        assert receive is not None
-        while True:
-            self._idle += 1
-            try:
-                await receive.receive()
-            except anyio.EndOfStream:
-                pass  # closed: take what is left, then exit
-            else:
-                # A wake-up is lost only when a cancellation hits the worker
-                # it went to, and that happens only when the task group is
-                # being cancelled: no worker will be needed again.
-                self._woken -= 1
-            finally:
-                self._idle -= 1
-            job = self._take()
-            if job is not None or not self._accepting:
-                return job
 
     async def _run(self, job: AsyncFuture[Any], scope: anyio.CancelScope) -> bool:
         """Run ``job`` in the worker's ``scope``, all its attempts included.
@@ -310,7 +270,8 @@ class Scheduler:
         """A waiting line got a token for ``job``: run it before queued work."""
         job._passed += 1
         self._ready.append(job)
-        self._job_waiting()
+        if self._workers < self.max_workers:
+            self._start_worker()
 
     def _line_done(self, line: WaitingLine) -> None:
         if self._lines.get(id(line.limiter)) is line:

@@ -38,3 +38,22 @@ async def test_jobs_that_never_await_still_let_other_tasks_run() -> None:
     # two observer turns.
     gaps = [b - a for a, b in zip([0, *seen], seen, strict=False)]
     assert max(gaps) <= 2 * 32, gaps
+
+
+async def test_an_executor_without_work_holds_no_task() -> None:
+    """Workers come and go with the work: once every job is done, the
+    executor's workers have ended, and a new job starts a new one."""
+
+    async def double(x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return 2 * x
+
+    async with AsyncExecutor(max_workers=4) as ex:
+        idle = len(anyio.get_running_tasks())
+        assert await ex.map(double, range(10)) == [2 * i for i in range(10)]
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == idle
+        future = ex.submit(double, 21)
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == idle
+        assert await future == 42
