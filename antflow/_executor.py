@@ -1,22 +1,28 @@
-"""AsyncExecutor: the public API and the life cycle around the scheduler.
+"""AsyncExecutor: the public API, and the life cycle around its pool.
 
-Life cycle: NEW -> OPEN -> SHUTTING_DOWN -> CLOSED.
+Life cycle (`Phase`), one way only::
+
+    NEW ──> OPEN ──> SHUTTING_DOWN ──> CLOSED
+     └───────────────────────────────────^
 
 * ``async with`` enters the executor's task group in the caller's task, as a
   nursery would be. Without ``async with``, the first ``submit`` starts a
   detached runner task that hosts the group (see ``_compat``).
-* ``shutdown()`` stops new submissions; the executor *closes* once no future
-  is outstanding: the queue closes, workers exit, and the task group
+* ``shutdown()`` stops new submissions; the executor *closes* once nothing
+  is outstanding: idle workers and waiting lines end, and the task group
   finishes.
-* If the ``async with`` block raises or is cancelled, everything is
-  cancelled at once (``_abort``), and the block's exception propagates as it
-  is.
+* If the ``async with`` block raises or is cancelled, everything is cancelled
+  at once (``_abort``), and the block's exception propagates as it is.
 * Whatever happens, ``_teardown`` runs last and makes every future final.
+
+The executor owns its phase and its task group; the `Pool` owns the jobs.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
+from contextvars import copy_context
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -26,6 +32,7 @@ from typing import (
     ParamSpec,
     TypeVar,
     TypeVarTuple,
+    Unpack,
     cast,
     final,
     overload,
@@ -33,13 +40,14 @@ from typing import (
 
 import anyio
 
-from ._compat import backend_name, loop_checker, loop_token, spawn_detached
+from . import _compat
+from ._checks import check_int, check_timeout
 from ._exceptions import ExecutorShutdownError
-from ._future import CANCELLED, FAILED, FINISHED, AsyncFuture, check_timeout
-from ._options import JobOptions, make_options
+from ._future import AsyncFuture
+from ._job import CANCELLED, FAILED, FINISHED
+from ._options import OPTION_NAMES, CallOptions, Plan, TaskOptions, make_plan
+from ._pool import Pool
 from ._rate import RateLimiter
-from ._retry import DEFAULT_RETRY_DELAY
-from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from ._mapping import MapIterator, Progress
@@ -49,65 +57,85 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 P = ParamSpec("P")
 Ts = TypeVarTuple("Ts")
-RetryOn = (
-    type[BaseException]
-    | tuple[type[BaseException], ...]
-    | Callable[[BaseException], bool]
-)
 
-_NEW, _OPEN, _SHUTTING_DOWN, _CLOSED = range(4)
+
+class Phase(enum.IntEnum):
+    """Where an executor is in its life (see the module docstring)."""
+
+    NEW = 0
+    OPEN = 1
+    SHUTTING_DOWN = 2
+    CLOSED = 3
+
+
+NEW, OPEN, SHUTTING_DOWN, CLOSED = Phase
 
 
 @final
-class AsyncExecutor(Scheduler):
+class AsyncExecutor:
     """A pool of async workers with a ``concurrent.futures``-style API.
 
     Use it as ``async with AsyncExecutor(max_workers=10) as executor:``; the
     block's exit waits for all work, like a nursery. Without ``async with``,
     the first `submit` starts it and ``await executor.shutdown()`` stops it.
 
+    Each task runs in a copy of the ``contextvars`` context that was current
+    when it was submitted, as ``asyncio.create_task`` and trio's
+    ``start_soon`` do.
+
     Args:
-        max_workers: How many tasks may run at once (an int >= 1).
+        max_workers: How many tasks may run at once (an int >= 1, default 5).
         rate_limit: A `RateLimiter` every task start of this executor must
             pass, retries included.
+
+    Raises:
+        TypeError: ``max_workers`` is not an int, or ``rate_limit`` not a
+            `RateLimiter`.
+        ValueError: ``max_workers`` < 1.
     """
 
     def __init__(
         self, max_workers: int = 5, *, rate_limit: RateLimiter | None = None
     ) -> None:
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-            raise TypeError(
-                f"max_workers must be an int, got {type(max_workers).__name__}"
-            )
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+        check_int("max_workers", max_workers, minimum=1)
         if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
             raise TypeError(
-                f"rate_limit must be an antflow.RateLimiter, got {type(rate_limit).__name__}"
+                "rate_limit must be an antflow.RateLimiter, got "
+                f"{type(rate_limit).__name__}"
             )
-        super().__init__(max_workers)
+        #: The most tasks that run at once.
+        self.max_workers = max_workers
         self._rate_limit = rate_limit
-        self._state = _NEW
-        self._token: Any = None
+        self._phase = NEW
+        self._pool: Pool | None = None
         self._backend = ""
+        self._on_own_loop: Callable[[], bool] = _never
+        self._plain_plan: Plan | None = None  # for calls with no options
+        self._task_group: Any = None
+        self._host_task = 0  # the task that entered ``async with``
         self._detached = False
-        self._plain_options: JobOptions | None = None  # for calls with no options
+        self._loop_ended = False
+        self._token: Any = None
+        self._attached: anyio.Event | None = None  # the task group is up
         self._stopped: anyio.Event | None = None  # our tasks have all exited
         self._done: anyio.Event | None = None  # torn down: every future final
         self._drained: anyio.Event | None = None  # nothing outstanding any more
-        self._crash: BaseException | None = None  # what ended a detached runner
 
     # -- life cycle ------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncExecutor:
-        if self._state != _NEW:
+        if self._phase != NEW:
             raise RuntimeError(
                 "an AsyncExecutor can be started only once; make a new one"
             )
-        self._open()
+        pool = self._open()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
+        self._host_task = _compat.current_task_id()
+        pool.attach(task_group)
+        assert self._attached is not None
+        self._attached.set()
         return self
 
     async def __aexit__(
@@ -116,8 +144,9 @@ class AsyncExecutor(Scheduler):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        pool = self._pool
         task_group = self._task_group
-        assert task_group is not None
+        assert pool is not None and task_group is not None
         raised_here: BaseException | None = None
         if exc is None:
             try:
@@ -129,6 +158,12 @@ class AsyncExecutor(Scheduler):
                 exc = raised_here = error
         if exc is not None:
             self._abort()
+        if _compat.current_task_id() != self._host_task:
+            # Entered in one task and left in another (pytest-asyncio runs an
+            # async fixture's set-up and tear-down in two tasks): the task
+            # group cannot be exited here, but the work can still be waited
+            # for, and nothing of ours outlives this call.
+            return await self._exit_elsewhere(exc, raised_here)
         try:
             if isinstance(exc, anyio.get_cancelled_exc_class()):
                 # The task group must see the cancellation to know whether it
@@ -143,6 +178,20 @@ class AsyncExecutor(Scheduler):
             raise _unwrap(group) from None
         finally:
             self._teardown()
+        if raised_here is not None:
+            raise raised_here
+        return False
+
+    async def _exit_elsewhere(
+        self, exc: BaseException | None, raised_here: BaseException | None
+    ) -> bool:
+        assert self._stopped is not None
+        with anyio.CancelScope(shield=exc is not None):
+            await self._stopped.wait()
+        self._teardown()
+        crash = self._take_crash()
+        if crash is not None:
+            raise crash
         if raised_here is not None:
             raise raised_here
         return False
@@ -163,37 +212,47 @@ class AsyncExecutor(Scheduler):
                 running tasks through their cancel scopes.
 
         Raises:
-            RuntimeError: called from another event loop.
+            RuntimeError: called from another event loop; or with ``wait``
+                from one of this executor's own tasks, which would wait for
+                itself (as ``concurrent.futures`` raises "cannot join current
+                thread"). Nothing is shut down then.
             BaseException: in manual use, a ``KeyboardInterrupt`` or similar
                 that a task raised and that stopped the executor.
         """
-        if self._state == _NEW:
-            self._state = _CLOSED
+        pool = self._pool
+        if pool is None:  # never started: nothing to stop
+            self._phase = CLOSED
             return
-        if self._state != _CLOSED and not self._on_own_loop():
+        if self._phase != CLOSED and not self._on_own_loop():
             raise RuntimeError("this AsyncExecutor belongs to another event loop")
-        if self._state == _OPEN:
-            self._state = _SHUTTING_DOWN
+        if wait and pool.worker_ids and _compat.current_task_id() in pool.worker_ids:
+            raise RuntimeError(
+                "shutdown(wait=True) called from one of its own tasks would wait "
+                "for itself; use shutdown(wait=False) there"
+            )
+        if self._phase == OPEN:
+            self._phase = SHUTTING_DOWN
         if cancel_futures:
-            self._cancel_all()
-        if self._outstanding == 0:
+            pool.cancel_all()
+        if pool.outstanding == 0:
             self._close()
         if wait:
             # A detached runner must itself have finished before we return.
             finished = self._done if self._detached else self._stopped
             assert finished is not None
             await finished.wait()
-            if self._crash is not None:
-                crash, self._crash = self._crash, None
+            crash = self._take_crash() if self._detached else None
+            if crash is not None:
                 raise crash
 
     def statistics(self) -> ExecutorStatistics:
-        """A snapshot of the executor's counters."""
+        """A snapshot of the executor's counters (see `ExecutorStatistics`)."""
         from ._statistics import ExecutorStatistics
 
-        finals = self._finals
-        running = len(self._running)
-        submitted = self._sequence
+        pool = self._pool
+        if pool is None:
+            return ExecutorStatistics(self.max_workers, 0, 0, 0, 0, 0, 0, 0)
+        submitted, running, finals, retries = pool.statistics()
         return ExecutorStatistics(
             max_workers=self.max_workers,
             submitted=submitted,
@@ -206,105 +265,140 @@ class AsyncExecutor(Scheduler):
             succeeded=finals[FINISHED],
             failed=finals[FAILED],
             cancelled=finals[CANCELLED],
-            retries=self._retries,
+            retries=retries,
         )
 
     async def _drain(self) -> None:
-        while self._outstanding:
+        pool = self._pool
+        assert pool is not None
+        while pool.outstanding:
             self._drained = anyio.Event()
             await self._drained.wait()
 
-    def _open(self) -> None:
-        self._token = loop_token()
-        self._backend = backend_name(self._token)
-        self._on_own_loop = loop_checker(self._token)
+    def _open(self) -> Pool:
+        """NEW -> OPEN, on the running event loop."""
+        assert self._phase == NEW
+        token = _compat.loop_token()
+        self._backend = _compat.backend_name(token)
+        self._on_own_loop = _compat.loop_checker(token)
+        self._token = token
+        pool = self._pool = Pool(self.max_workers, self._on_own_loop)
+        pool.on_idle = self._became_idle
+        pool.on_task_exit = self._maybe_stopped
         self._stopped = anyio.Event()
         self._done = anyio.Event()
-        self._state = _OPEN
-        if self._rate_limit is not None:
-            self._plain_options = make_options(
-                self._backend,
-                self._rate_limit,
-                semaphore=None,
-                retries=0,
-                retry_delay=DEFAULT_RETRY_DELAY,
-                rate_limit=None,
-                task_timeout=None,
-                retry_on=Exception,
-                retry_max_delay=None,
-                retry_jitter=0,
-            )
+        self._attached = anyio.Event()
+        self._plain_plan = make_plan(None, self._rate_limit, self._backend)
+        self._phase = OPEN
+        return pool
 
     def _start_detached(self) -> None:
         """Manual use: the first submit starts a runner task to host the group."""
         self._open()
         self._detached = True
-        spawn_detached(self._token, self._run_detached)
+        _compat.spawn_detached(self._token, self._run_detached)
 
     async def _run_detached(self) -> None:
+        pool = self._pool
+        assert pool is not None and self._stopped is not None
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                for _ in range(min(len(self._backlog), self.max_workers)):
-                    self._start_worker()
-                assert self._stopped is not None
+                pool.attach(task_group)
+                assert self._attached is not None
+                self._attached.set()
                 await self._stopped.wait()
         except anyio.get_cancelled_exc_class():
             # The loop itself is ending (asyncio.run's clean-up, or trio's
             # main task returned): our work is cancelled and swept below.
-            pass
+            self._loop_ended = True
         except BaseException as error:
             # Nobody is above this task to receive it; shutdown() re-raises it.
-            self._crash = _unwrap(error)
+            if pool.crash is None:
+                pool.crash = _unwrap(error)
         finally:
             self._abort()
             self._teardown()
 
+    def _take_crash(self) -> BaseException | None:
+        pool = self._pool
+        if pool is None or pool.crash is None:
+            return None
+        crash, pool.crash = pool.crash, None
+        return crash
+
     def _abort(self) -> None:
         """Cancel everything at once (an exception or cancellation hit us)."""
-        if self._state < _CLOSED:
-            self._state = _SHUTTING_DOWN
-            self._cancel_all()
+        pool = self._pool
+        assert pool is not None
+        if self._phase < CLOSED:
+            self._phase = SHUTTING_DOWN
+            pool.cancel_all()
             self._close()
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
 
     def _close(self) -> None:
         """No more work will come: let workers and waiting lines finish."""
-        if self._state == _CLOSED:
+        if self._phase == CLOSED:
             return
-        self._state = _CLOSED
-        self._close_queue()
-        for line in self._lines.values():
-            line.scope.cancel()  # only cancelled jobs can be left in it
+        self._phase = CLOSED
+        assert self._pool is not None
+        self._pool.close()
         self._maybe_stopped()
 
     def _teardown(self) -> None:
         """Last step: nothing runs any more; make every future final."""
-        self._state = _CLOSED
-        self._sweep()
-        self._close_queue()
+        self._phase = CLOSED
+        if self._pool is not None:
+            self._pool.teardown()
+            # The pool calls back into us; nothing will happen any more, so
+            # drop the cycle and let a finished executor die by refcount.
+            self._pool.on_idle = self._pool.on_task_exit = _nothing
         self._task_group = None
-        for event in (self._stopped, self._done):
+        for event in (self._stopped, self._done, self._drained, self._attached):
             if event is not None:
                 event.set()
-
-    def _is_closed(self) -> bool:
-        return self._state == _CLOSED
 
     def _became_idle(self) -> None:
         if self._drained is not None:
             self._drained.set()
-        if self._state == _SHUTTING_DOWN:
+        if self._phase == SHUTTING_DOWN:
             self._close()
 
-    def _task_exited(self) -> None:
-        super()._task_exited()
-        self._maybe_stopped()
-
     def _maybe_stopped(self) -> None:
-        if self._tasks == 0 and self._state == _CLOSED and self._stopped is not None:
+        pool = self._pool
+        if (
+            pool is not None
+            and pool.tasks == 0
+            and self._phase == CLOSED
+            and self._stopped is not None
+        ):
             self._stopped.set()
+
+    def _check_usable(self) -> Pool:
+        """Start a new executor (manual use), or say why this one can't be used."""
+        phase = self._phase
+        if phase == NEW:
+            self._start_detached()
+        elif phase >= SHUTTING_DOWN:
+            if self._loop_ended:
+                raise ExecutorShutdownError(
+                    "this AsyncExecutor's event loop has ended; an executor "
+                    "belongs to the event loop it started on: make a new one"
+                )
+            raise ExecutorShutdownError("cannot submit: the executor is shut down")
+        elif not self._on_own_loop():
+            if not _compat.in_any_loop():
+                raise RuntimeError(_compat.NO_LOOP)
+            raise RuntimeError("this AsyncExecutor belongs to another event loop")
+        assert self._pool is not None
+        return self._pool
+
+    def _plan(self, options: dict[str, Any]) -> Plan | None:
+        if not options:
+            return self._plain_plan
+        return make_plan(CallOptions.parse(options), self._rate_limit, self._backend)
 
     # -- one task ----------------------------------------------------------------
 
@@ -314,14 +408,7 @@ class AsyncExecutor(Scheduler):
         fn: Callable[[*Ts], Awaitable[T]],
         /,
         *args: *Ts,
-        semaphore: Any = None,
-        retries: int = 0,
-        retry_delay: float = DEFAULT_RETRY_DELAY,
-        retry_on: RetryOn = Exception,
-        retry_max_delay: float | None = None,
-        retry_jitter: float = 0,
-        task_timeout: float | None = None,
-        rate_limit: RateLimiter | None = None,
+        **options: Unpack[TaskOptions],
     ) -> AsyncFuture[T]: ...
     @overload
     def submit(
@@ -330,40 +417,20 @@ class AsyncExecutor(Scheduler):
     # mypy cannot match a TypeVarTuple overload to any implementation (a known
     # limitation), hence the ignore; pyright checks the same overloads cleanly.
     def submit(  # type: ignore[misc]
-        self,
-        fn: Callable[..., Awaitable[Any]],
-        /,
-        *args: Any,
-        semaphore: Any = None,
-        retries: Any = 0,
-        retry_delay: Any = DEFAULT_RETRY_DELAY,
-        retry_on: Any = Exception,
-        retry_max_delay: Any = None,
-        retry_jitter: Any = 0,
-        task_timeout: Any = None,
-        rate_limit: Any = None,
-        **kwargs: Any,
+        self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
     ) -> AsyncFuture[Any]:
         """Schedule ``fn(*args, **kwargs)`` and return its future at once.
+
+        Keyword arguments named like the options of `TaskOptions`
+        (``semaphore``, ``rate_limit``, ``retries``, ``retry_delay``,
+        ``retry_on``, ``retry_max_delay``, ``retry_jitter``,
+        ``task_timeout``) are options; the others go to ``fn``.
 
         Args:
             fn: An async function (or any callable returning an awaitable).
             *args: Positional arguments for ``fn``.
-            semaphore: A limiter for this task, such as an
-                ``anyio.CapacityLimiter`` shared by many tasks. It is held
-                only while an attempt runs; waiting for it holds no worker.
-            retries: How many times to retry after an exception.
-            retry_delay: Exponential back-off multiplier in seconds (default
-                0.1): waits of ``retry_delay``, then twice that, and so on.
-            retry_on: Which exceptions are retried: a class, a tuple of
-                classes, or a predicate ``exc -> bool``. Cancellation never is.
-            retry_max_delay: A cap on one back-off wait, in seconds.
-            retry_jitter: Up to this many seconds added at random to each wait.
-            task_timeout: A deadline for each attempt; an attempt past it is
-                cancelled and fails with ``TimeoutError`` (which is retried
-                like any other exception).
-            rate_limit: A `RateLimiter` each attempt must pass.
-            **kwargs: Keyword arguments for ``fn``.
+            **kwargs: Options (see `TaskOptions`), and keyword arguments for
+                ``fn``.
 
         Returns:
             The task's future.
@@ -379,46 +446,22 @@ class AsyncExecutor(Scheduler):
         keyword arguments for ``fn`` when no option is passed alongside them
         (for both at once, bind the arguments with ``functools.partial``).
         """
-        if self._state != _OPEN or not self._on_own_loop():
-            self._check_usable()
+        pool = self._pool
+        if self._phase != OPEN or not self._on_own_loop() or pool is None:
+            pool = self._check_usable()
         if not callable(fn):
             _reject_function(fn)
-        if (
-            # The common call passes no option: skip the checks (this is
-            # half the cost of a submit).
-            semaphore is None
-            and retries.__class__ is int
-            and not retries
-            and retry_delay == DEFAULT_RETRY_DELAY
-            and retry_on is Exception
-            and not retry_jitter
-            and retry_max_delay is task_timeout is rate_limit is None
-        ):
-            options = self._plain_options
+        if kwargs:
+            names = kwargs.keys() & OPTION_NAMES
+            if names:
+                options = {name: kwargs.pop(name) for name in names}
+                plan = self._plan(options)
+            else:
+                plan = self._plain_plan
+            job = pool.submit(fn, args, kwargs or None, copy_context(), plan)
         else:
-            options = self._make_options(
-                semaphore=semaphore,
-                retries=retries,
-                retry_delay=retry_delay,
-                retry_on=retry_on,
-                retry_max_delay=retry_max_delay,
-                retry_jitter=retry_jitter,
-                task_timeout=task_timeout,
-                rate_limit=rate_limit,
-            )
-        return self._enqueue(fn, args, kwargs or None, options)
-
-    def _check_usable(self) -> None:
-        """Start a new executor (manual use), or say why this one can't be used."""
-        if self._state >= _SHUTTING_DOWN:
-            raise ExecutorShutdownError("cannot submit: the executor is shut down")
-        if self._state == _NEW:
-            self._start_detached()
-        elif not self._on_own_loop():
-            raise RuntimeError("this AsyncExecutor belongs to another event loop")
-
-    def _make_options(self, **options: Any) -> JobOptions | None:
-        return make_options(self._backend, self._rate_limit, **options)
+            job = pool.submit(fn, args, None, copy_context(), self._plain_plan)
+        return AsyncFuture(job)
 
     # -- many tasks ----------------------------------------------------------------
 
@@ -427,110 +470,82 @@ class AsyncExecutor(Scheduler):
         fn: Callable[..., Awaitable[T]],
         *iterables: Iterable[Any] | AsyncIterable[Any],
         timeout: float | None = None,
-        retries: int = 0,
-        retry_delay: float = DEFAULT_RETRY_DELAY,
-        retry_on: RetryOn = Exception,
-        retry_max_delay: float | None = None,
-        retry_jitter: float = 0,
-        task_timeout: float | None = None,
-        semaphore: Any = None,
-        rate_limit: RateLimiter | None = None,
         progress: Progress = None,
+        return_exceptions: bool = False,
+        **options: Unpack[TaskOptions],
     ) -> list[T]:
         """Run ``fn`` over the items of ``iterables``; return the results.
 
         Results come in input order, like ``list(concurrent.futures.
         Executor.map(...))``; several iterables are zipped. Input is read
         lazily, at most ``2 * max_workers`` items ahead. A running ``map``
-        keeps the executor open during a graceful shutdown.
+        keeps the executor open during a graceful shutdown. Every item runs
+        in a copy of the context current at this call.
 
         Args:
             fn: An async function taking one item from each iterable.
             *iterables: Sync or async iterables.
             timeout: One deadline in seconds for the whole call.
-            retries: Retries per item, as in `submit`.
-            retry_delay: Back-off multiplier in seconds (default 0.1).
-            retry_on: Which exceptions are retried, as in `submit`.
-            retry_max_delay: Cap on one back-off wait, as in `submit`.
-            retry_jitter: Random extra wait, as in `submit`.
-            task_timeout: Deadline for each attempt, as in `submit`.
-            semaphore: A limiter for every item, as in `submit`.
-            rate_limit: A `RateLimiter` for every attempt, as in `submit`.
             progress: True for a progress bar on stderr, or a callable
                 ``progress(done, total)`` called after each finished item
                 (``total`` is None when the input has no length).
+            return_exceptions: As in ``asyncio.gather``: a failed item's
+                exception object takes its place in the results (after its
+                retries), and the other items go on.
+            **options: Per-item options, as in `submit` (see `TaskOptions`).
 
         Returns:
             The results, in input order.
 
         Raises:
             TimeoutError: ``timeout`` expired; the map's tasks are cancelled.
-            Exception: the first failed item's exception (in input order);
-                the map's other tasks are cancelled and have exited.
+            Exception: the first failed item's exception (in input order),
+                unless ``return_exceptions``; the map's other tasks are
+                cancelled and have exited.
         """
         results = self.map_iter(
             fn,
             *iterables,
             timeout=timeout,
-            retries=retries,
-            retry_delay=retry_delay,
-            retry_on=retry_on,
-            retry_max_delay=retry_max_delay,
-            retry_jitter=retry_jitter,
-            task_timeout=task_timeout,
-            semaphore=semaphore,
-            rate_limit=rate_limit,
             progress=progress,
+            return_exceptions=return_exceptions,
+            **options,
         )
-        self._outstanding += 1  # a graceful shutdown waits for this call
-        try:
-            return await results._collect()
-        finally:
-            self._release()
+        return await results.collect()
 
     def map_iter(
         self,
         fn: Callable[..., Awaitable[T]],
         *iterables: Iterable[Any] | AsyncIterable[Any],
         timeout: float | None = None,
-        retries: int = 0,
-        retry_delay: float = DEFAULT_RETRY_DELAY,
-        retry_on: RetryOn = Exception,
-        retry_max_delay: float | None = None,
-        retry_jitter: float = 0,
-        task_timeout: float | None = None,
-        semaphore: Any = None,
-        rate_limit: RateLimiter | None = None,
         ordered: bool = True,
         progress: Progress = None,
+        return_exceptions: bool = False,
+        **options: Unpack[TaskOptions],
     ) -> MapIterator[T]:
         """Like `map`, but yield each result as soon as it is ready.
 
         With ``ordered=True`` (the default) a result is yielded once it and
         every result before it are ready; with ``ordered=False``, in
-        completion order. Use with ``async for`` (or ``async with`` around
-        it); leaving the loop early (``break``, an exception, ``aclose()``)
-        cancels the work still in flight and closes async inputs it stopped
-        reading. Arguments are checked at this call, not at the first step.
+        completion order. A ready result is yielded at once, never held back
+        while more input is read. Use with ``async for`` (or ``async with``
+        around it); leaving the loop early (``break``, an exception,
+        ``aclose()``) cancels the work still in flight and closes the input
+        generators it stopped reading. Arguments are checked at this call,
+        not at the first step.
 
         Args:
             fn: An async function taking one item from each iterable.
             *iterables: Sync or async iterables, read lazily.
             timeout: One deadline in seconds for the whole iteration,
                 measured from this call.
-            retries: Retries per item, as in `submit`.
-            retry_delay: Back-off multiplier in seconds (default 0.1).
-            retry_on: Which exceptions are retried, as in `submit`.
-            retry_max_delay: Cap on one back-off wait, as in `submit`.
-            retry_jitter: Random extra wait, as in `submit`.
-            task_timeout: Deadline for each attempt, as in `submit`.
-            semaphore: A limiter for every item, as in `submit`.
-            rate_limit: A `RateLimiter` for every attempt, as in `submit`.
             ordered: Yield in input order (True) or completion order (False).
             progress: As in `map`.
+            return_exceptions: As in `map`.
+            **options: Per-item options, as in `submit` (see `TaskOptions`).
 
         Returns:
-            An async iterator of results.
+            An async iterator of results (a `MapIterator`).
 
         Raises:
             ExecutorShutdownError: shutdown has begun.
@@ -538,23 +553,25 @@ class AsyncExecutor(Scheduler):
         """
         from ._mapping import MapIterator
 
-        self._check_usable()
+        pool = self._check_usable()
         if not callable(fn):
             _reject_function(fn)
         check_timeout(timeout)
         if not iterables:
             raise TypeError("map_iter() needs at least one iterable")
-        options = self._make_options(
-            semaphore=semaphore,
-            retries=retries,
-            retry_delay=retry_delay,
-            retry_on=retry_on,
-            retry_max_delay=retry_max_delay,
-            retry_jitter=retry_jitter,
-            task_timeout=task_timeout,
-            rate_limit=rate_limit,
+        plan = self._plan(dict(options))
+        return MapIterator(
+            self,
+            pool,
+            fn,
+            iterables,
+            plan,
+            timeout=timeout,
+            ordered=ordered,
+            progress=progress,
+            return_exceptions=return_exceptions,
+            context=copy_context(),
         )
-        return MapIterator(self, fn, iterables, options, timeout, ordered, progress)
 
     def as_completed(
         self, futures: Iterable[AsyncFuture[T]], timeout: float | None = None
@@ -598,9 +615,50 @@ class AsyncExecutor(Scheduler):
 
         return await wait(futures, timeout, return_when)
 
+    # -- for map_iter ----------------------------------------------------------
+
+    def is_closed(self) -> bool:
+        """Has the executor closed (every job is final, or soon will be)?"""
+        return self._phase == CLOSED
+
+    async def task_group_ready(self) -> None:
+        """Wait until the task group is up (in manual use it starts a moment
+        after the first call).
+
+        Raises:
+            ExecutorShutdownError: the executor closed meanwhile.
+        """
+        assert self._attached is not None
+        if self._task_group is None:
+            await self._attached.wait()
+        if self._task_group is None or self._phase == CLOSED:
+            raise ExecutorShutdownError("cannot start: the executor is shut down")
+
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``func()`` as a task of the executor's task group, which must
+        be up, in the current context."""
+        pool = self._pool
+        assert pool is not None and self._task_group is not None
+        pool.tasks += 1
+
+        async def run() -> None:
+            try:
+                await func()
+            finally:
+                pool.task_exited()
+
+        self._task_group.start_soon(run)
+
     def __repr__(self) -> str:
-        state = ("new", "open", "shutting down", "closed")[self._state]
-        return f"<AsyncExecutor max_workers={self.max_workers} {state}>"
+        return f"<AsyncExecutor max_workers={self.max_workers} {self._phase.name.lower().replace('_', ' ')}>"
+
+
+def _never() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    pass
 
 
 def _reject_function(fn: object) -> NoReturn:
