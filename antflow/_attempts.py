@@ -44,6 +44,11 @@ async def run_attempts(pool: Pool, job: Job, plan: Plan) -> Any:
     """
     retry = plan.retry
     while True:
+        if job.state == CANCELLING:
+            # cancel() came while the back-off's timer had already fired, so
+            # its cancellation has not reached us yet: no new attempt starts
+            # (the worker settles the job cancelled).
+            return None
         job.attempts += 1
         try:
             return await attempt(job, plan)

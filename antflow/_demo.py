@@ -41,7 +41,9 @@ PER_HOST = 3  # requests in flight per host at most
 # it starts. (Requests already running when the refusal is seen would race
 # it: cancelled on one backend, refused on another.)
 DOWN_HOST_LIMIT = 1
-TASK_TIMEOUT = 0.25  # seconds per attempt
+# Seconds per attempt: far above the longest answer (0.09 s), so that a slow
+# or loaded machine still cuts off exactly the attempts planned to hang.
+TASK_TIMEOUT = 0.5
 RETRIES = 2
 RETRY_DELAY = 0.05  # back-off: 0.05 s, then 0.1 s
 

@@ -12,10 +12,11 @@ States move one way only::
        │           └──> CANCELLING ─────────────────^
        └────────────────────────────────────────────^
 
-* PENDING: queued, or parked at a limiter, never started.
-* RUNNING: admitted by the pool (a worker slot and every token taken) and
-  not final: in an attempt, backing off before a retry, or parked at a
-  limiter again after one.
+* PENDING: queued, parked at a limiter, or admitted and on its way to a
+  worker; never started.
+* RUNNING: taken by a worker (with a worker slot and every token) and not
+  final: in an attempt, backing off before a retry, or parked at a limiter
+  again after one.
 * CANCELLING: RUNNING, and ``cancel()`` has cancelled its attempt; it ends
   CANCELLED (or FAILED, if its cleanup raised) once the attempt has exited.
 
@@ -136,11 +137,12 @@ class Job:
 
     # -- transitions --------------------------------------------------------
 
-    def admitted(self) -> None:
-        """The pool gave it a worker slot and its tokens: PENDING -> RUNNING
-        (a job that parked again after a back-off is already RUNNING)."""
+    def started(self, scope: anyio.CancelScope) -> None:
+        """A worker runs it now, in ``scope``: PENDING -> RUNNING (a job that
+        parked again after a back-off is RUNNING already)."""
         if self.state == PENDING:
             self.state = RUNNING
+        self.scope = scope
 
     def request_cancel(self) -> bool:
         """``cancel()``: see `AsyncFuture.cancel`."""

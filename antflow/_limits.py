@@ -211,6 +211,9 @@ class WaitingLine:
                         jobs.popleft()
                         continue
                     if not pool.has_free_slot():
+                        # Hold no place in the limiter's own line meanwhile:
+                        # the others in it would wait for our workers.
+                        self.close()
                         await pool.free_slot(self)
                         continue
                     try:
@@ -245,7 +248,8 @@ class WaitingLine:
         """Pass on the token ``wait_for_token`` got: the job cannot use it."""
 
     def close(self) -> None:
-        """The line's task is ending."""
+        """Give up any place held in the limiter's own line (the line's task
+        is ending, or waits for a worker slot)."""
 
 
 class TokenLine(WaitingLine):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 import anyio
 
+from ._exceptions import ExecutorShutdownError
 from ._job import CANCELLED, FAILED, FINISHED, Job, Observer, cancelled_error, logger
 from ._progress import Progress, known_length, make_reporter
 
@@ -288,6 +289,13 @@ class _Source:
             # The input failed: the consumer raises it once everything read
             # before it has been yielded.
             self.input_error = error
+        except BaseException:
+            # Cancelled from outside (the executor is going down): the input
+            # was not read to its end, which must not pass for the end.
+            self.input_error = ExecutorShutdownError(
+                "the executor stopped before map's input was read to its end"
+            )
+            raise
         finally:
             self.fed = True
             try:

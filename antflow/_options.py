@@ -185,11 +185,10 @@ def make_plan(
             context_limiter = semaphore
         else:
             gates.append((semaphore, gate))
-    rates = tuple(
-        pacer_of(limit)
-        for limit in (executor_rate, options.rate_limit)
-        if limit is not None
-    )
+    limits = [executor_rate]
+    if options.rate_limit is not executor_rate:  # the same one limits once
+        limits.append(options.rate_limit)
+    rates = tuple(pacer_of(limit) for limit in limits if limit is not None)
     rates_in_attempt: tuple[Any, ...] = ()
     if context_limiter is None:
         gates += [(pacer, rate_gate()) for pacer in rates]

@@ -193,7 +193,6 @@ class Pool:
             job.held = len(gates)
             if line is not None:
                 line.remove(job)
-        job.admitted()
         self._running[job] = None
         return True
 
@@ -231,7 +230,6 @@ class Pool:
             self.limiter_failed(job, error)
             return None
         job.held = len(job.gates)
-        job.admitted()
         self._running[job] = None
         self._start(job)
         return None
@@ -435,7 +433,7 @@ class Pool:
             # Cancelled on its way to us.
             self._abandon(job)
             return False
-        job.scope = scope
+        job.started(scope)
         plan = job.plan
         try:
             if plan is None:

@@ -717,6 +717,24 @@ async def test_an_endless_stream_does_not_starve_a_small_map() -> None:
     assert last_b <= 15, starts
 
 
+async def test_a_busy_executor_holds_no_place_at_a_shared_rate_limiter() -> None:
+    """An executor whose workers are all busy keeps jobs parked at a shared
+    rate limiter: it must not hold a place in the limiter's line meanwhile,
+    or the other executor's jobs would wait for its workers."""
+    rate = RateLimiter(100)
+    release = anyio.Event()
+    async with AsyncExecutor(max_workers=1) as busy, AsyncExecutor(2) as other:
+        blocker = busy.submit(release.wait)
+        parked = [busy.submit(quick, i, rate_limit=rate) for i in range(3)]
+        await anyio.wait_all_tasks_blocked()
+        with anyio.fail_after(hang_guard()):
+            assert await other.map(quick, range(5), rate_limit=rate) == list(range(5))
+        assert not any(future.done() for future in parked)
+        release.set()
+        await blocker
+        assert [await future for future in parked] == [0, 1, 2]
+
+
 # ---------------------------------------------------------------------------
 # RateLimiter: the rule the docs state, in virtual time
 # ---------------------------------------------------------------------------
