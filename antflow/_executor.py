@@ -285,6 +285,7 @@ class AsyncExecutor:
         pool = self._pool = Pool(self.max_workers, self._on_own_loop)
         pool.on_idle = self._became_idle
         pool.on_task_exit = self._maybe_stopped
+        pool.on_crash = self._abort
         self._stopped = anyio.Event()
         self._done = anyio.Event()
         self._attached = anyio.Event()
@@ -354,7 +355,9 @@ class AsyncExecutor:
             self._pool.teardown()
             # The pool calls back into us; nothing will happen any more, so
             # drop the cycle and let a finished executor die by refcount.
-            self._pool.on_idle = self._pool.on_task_exit = _nothing
+            self._pool.on_idle = self._pool.on_task_exit = self._pool.on_crash = (
+                _nothing
+            )
         self._task_group = None
         for event in (self._stopped, self._done, self._drained, self._attached):
             if event is not None:

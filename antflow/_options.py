@@ -105,7 +105,9 @@ class CallOptions:
             raise TypeError(f"unexpected option {sorted(unknown)[0]!r}")
         get = options.get
         retries = check_int("retries", get("retries", 0), minimum=0)
-        retry_delay = check_seconds("retry_delay", get("retry_delay", DEFAULT_RETRY_DELAY))
+        retry_delay = check_seconds(
+            "retry_delay", get("retry_delay", DEFAULT_RETRY_DELAY)
+        )
         retry_max_delay = check_timeout(get("retry_max_delay"), "retry_max_delay")
         retry_jitter = check_non_negative("retry_jitter", get("retry_jitter", 0))
         predicate = retry_predicate(get("retry_on", Exception))

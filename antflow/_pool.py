@@ -74,6 +74,9 @@ class Pool:
         self.on_own_loop = on_own_loop
         #: Called when nothing is outstanding any more.
         self.on_idle: Callable[[], None] = _nothing
+        #: Called when a task raised a BaseException that is not
+        #: cancellation (the executor stops everything).
+        self.on_crash: Callable[[], None] = _nothing
         self.task_group: TaskGroup | None = None
         self.accepting = True
         self.workers = 0
@@ -261,7 +264,9 @@ class Pool:
             return True
         return False
 
-    def _park(self, job: Job, limiter: Any, gate: Gate, current: WaitingLine | None) -> None:
+    def _park(
+        self, job: Job, limiter: Any, gate: Gate, current: WaitingLine | None
+    ) -> None:
         line = self._lines.get(id(limiter))
         if line is not None and line is current:
             return  # it stays where it is
@@ -469,6 +474,7 @@ class Pool:
                 error, anyio.get_cancelled_exc_class()
             ):
                 self.crash = error
+                self.on_crash()
             raise
         spent = job.state == CANCELLING
         if value is PARKED:

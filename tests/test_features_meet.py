@@ -416,6 +416,73 @@ async def test_shutdown_from_inside_in_manual_use_raises_too() -> None:
 
 
 # ---------------------------------------------------------------------------
+# Entered in one task, left in another (pytest-asyncio's async fixtures)
+# ---------------------------------------------------------------------------
+
+
+async def _enter_then_exit_elsewhere(
+    body: Any,
+) -> tuple[AsyncExecutor, BaseException | None]:
+    """Enter the executor in one task and leave it in another, as
+    pytest-asyncio does with an async generator fixture: each in a plain
+    asyncio task of its own (pytest-asyncio is asyncio's only)."""
+    ex = AsyncExecutor(max_workers=2)
+    await asyncio.ensure_future(ex.__aenter__())
+    await body(ex)
+    try:
+        with anyio.fail_after(hang_guard()):
+            await asyncio.ensure_future(ex.__aexit__(None, None, None))
+    except BaseException as error:
+        return ex, error
+    return ex, None
+
+
+async def test_leaving_async_with_from_another_task_waits_for_the_work(
+    anyio_backend_name: str,
+) -> None:
+    if anyio_backend_name != "asyncio":
+        pytest.skip("pytest-asyncio's way of running fixtures: asyncio only")
+    futures: list[Any] = []
+
+    async def body(ex: AsyncExecutor) -> None:
+        futures.append(ex.submit(quick, 1))
+        futures.append(ex.submit(anyio.sleep, 0.01))
+
+    before = len(anyio.get_running_tasks())
+    ex, outcome = await _enter_then_exit_elsewhere(body)
+    assert outcome is None
+    assert [await f for f in futures] == [1, None]
+    assert ex.is_closed()
+    assert len(anyio.get_running_tasks()) == before
+
+
+class Crash(BaseException):
+    pass
+
+
+async def test_a_crash_comes_out_of_an_async_with_left_from_another_task(
+    anyio_backend_name: str,
+) -> None:
+    if anyio_backend_name != "asyncio":
+        pytest.skip("pytest-asyncio's way of running fixtures: asyncio only")
+    futures: list[Any] = []
+    release = anyio.Event()
+
+    async def crash() -> None:
+        raise Crash("boom")
+
+    async def body(ex: AsyncExecutor) -> None:
+        futures.append(ex.submit(release.wait))
+        futures.append(ex.submit(crash))
+        futures.append(ex.submit(release.wait))  # queued: must not be waited for
+        await anyio.wait_all_tasks_blocked()
+
+    ex, outcome = await _enter_then_exit_elsewhere(body)
+    assert isinstance(outcome, Crash)
+    assert all(f.cancelled() for f in futures)
+
+
+# ---------------------------------------------------------------------------
 # Nothing swallowed
 # ---------------------------------------------------------------------------
 
@@ -515,7 +582,9 @@ async def test_a_progress_callback_that_raises_is_logged_and_changes_nothing(
                     quick, range(10), ordered=False, progress=progress
                 )
             ]
-            ordered = [r async for r in ex.map_iter(quick, range(10), progress=progress)]
+            ordered = [
+                r async for r in ex.map_iter(quick, range(10), progress=progress)
+            ]
             mapped = await ex.map(quick, range(10), progress=progress)
     assert sorted(unordered) == ordered == mapped == list(range(10))
     logged = [r for r in caplog.records if r.name == "antflow"]
@@ -674,7 +743,9 @@ async def _starts_of_two_users(
     async with AsyncExecutor(max_workers=8) as a, AsyncExecutor(max_workers=8) as b:
 
         async def run_a() -> None:
-            async for _ in a.map_iter(lambda _: start("A"), first_items, rate_limit=rate):
+            async for _ in a.map_iter(
+                lambda _: start("A"), first_items, rate_limit=rate
+            ):
                 if second_done.is_set():
                     break
 

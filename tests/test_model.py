@@ -302,7 +302,9 @@ class World:
                 f"max_workers={block.max_workers}"
             )
         if job.limiter is not None:
-            users = sum(1 for j in self.jobs if j.in_attempt and j.limiter == job.limiter)
+            users = sum(
+                1 for j in self.jobs if j.in_attempt and j.limiter == job.limiter
+            )
             tokens = self.limiters[job.limiter][2]
             if users > tokens:
                 self.violations.append(
@@ -635,7 +637,9 @@ class Model(RuleBasedStateMachine):
         blocks = self.open_blocks()
         block = self.world.blocks[blocks[choice % len(blocks)]]
         job = self.new_job(
-            "crash", block.number, dict.fromkeys(("limiter", "rate"), None) | {"retries": 0}
+            "crash",
+            block.number,
+            dict.fromkeys(("limiter", "rate"), None) | {"retries": 0},
         )
         block.crashed = True
         block.crash_job = job
@@ -661,7 +665,9 @@ class Model(RuleBasedStateMachine):
 
     def waiting_jobs(self) -> list[Job]:
         return [
-            j for j in self.world.jobs if j.release is not None and not j.release.is_set()
+            j
+            for j in self.world.jobs
+            if j.release is not None and not j.release.is_set()
         ]
 
     @precondition(lambda self: bool(self.waiting_jobs()))
@@ -812,8 +818,10 @@ def future_problems(
         # True wins" (docs: Cancellation).
         if last is not None and last.ended == "cleanup_raised":
             problems.append(f"{where}: cancelled, but its last attempt {last.ended}")
-        if last is not None and last.ended == "raised" and isinstance(
-            last.error, Exception
+        if (
+            last is not None
+            and last.ended == "raised"
+            and isinstance(last.error, Exception)
         ):
             # Cancelled while backing off before a retry is fine; a final
             # failure must not turn into "cancelled".
@@ -872,7 +880,9 @@ def map_problems(call: MapCall, block: Block) -> list[str]:
             problems.append(f"{where}: results {call.results} for {values}")
     if (outcome is not None or call.ending == "break") and not call.input_closed:
         if call.jobs:
-            problems.append(f"{where}: stopped early ({outcome!r}) without closing input")
+            problems.append(
+                f"{where}: stopped early ({outcome!r}) without closing input"
+            )
     for job in call.jobs:
         if job.in_attempt:
             problems.append(f"{where}: job {job.number} still in an attempt")

@@ -1448,7 +1448,9 @@ def test_same_scenario_same_outcomes_and_times_on_asyncio_and_trio(
     # microseconds and rounds each sleep to them, trio's MockClock keeps an
     # exact float sum, and a completion time adds up to ~8 sleeps.
     times_a, times_t = _times(on_asyncio), _times(on_trio)
-    assert all(abs(a - t) <= CLOCK_ROUNDING_US for a, t in zip(times_a, times_t, strict=True))
+    assert all(
+        abs(a - t) <= CLOCK_ROUNDING_US for a, t in zip(times_a, times_t, strict=True)
+    )
     # ...and tasks that finished clearly apart did so in the same order.
     for i, a_i in enumerate(times_a):
         for j, a_j in enumerate(times_a):
@@ -1466,4 +1468,3 @@ def _without_times(outcomes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 def _times(outcomes: list[tuple[Any, ...]]) -> list[int]:
     return [o[1] for o in outcomes if len(o) == 3]
-
