@@ -17,8 +17,9 @@ How it talks to Dask:
 Each ``run`` is one Dask task with a random key (``pure=False``: Dask would
 otherwise merge identical calls) and ``retries=0`` (antflow retries). Dask
 cannot stop a task that has started: cancelling ``run`` releases the task, so
-a queued one never starts, but a running one goes on to the end on its
-worker and its result is dropped. A hard ``task_timeout`` needs `ProcessPool`
+a queued one is dropped (as soon as the release reaches the scheduler, within
+milliseconds), but a running one goes on to the end on its worker and its
+result is dropped. A hard ``task_timeout`` needs `ProcessPool`
 or a timeout inside the function.
 """
 
@@ -76,7 +77,8 @@ class DaskPool(OffloaderBase):
             scores = await ex.map(dask.wrap(score), items, semaphore=dask.slots)
 
     Without an address it starts a ``LocalCluster`` on this machine, bound to
-    127.0.0.1 with no dashboard, and closes it when the block ends.
+    127.0.0.1 with no dashboard (the scheduler's few HTTP routes, health and
+    metrics, on a free port of 127.0.0.1), and closes it when the block ends.
     Connecting to a remote scheduler is your choice to make: the cluster runs
     whatever it is sent (calls travel pickled, by value through
     cloudpickle), so its scheduler and workers must be trusted and must not
@@ -129,6 +131,10 @@ class DaskPool(OffloaderBase):
             # Nothing of ours listens beyond loopback.
             "host": "127.0.0.1",
             "dashboard_address": None,
+            # Even without a dashboard the scheduler serves a few HTTP routes
+            # (health, metrics), by default on port 8787 and with a warning
+            # when that port is taken: a free port on loopback instead.
+            "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
         }
         self._slots = anyio.CapacityLimiter(1)
         self._state = _NEW
@@ -203,7 +209,9 @@ class DaskPool(OffloaderBase):
 
     async def _connect(self) -> None:
         distributed = _import_distributed()
-        options = {k: v for k, v in self._cluster_options.items() if v is not None}
+        options = dict(self._cluster_options)
+        if options["n_workers"] is None:  # Dask's own default
+            del options["n_workers"]
         if self._backend == "asyncio":
             if self._address is None:
                 self._cluster = await distributed.LocalCluster(
@@ -299,8 +307,8 @@ class DaskPool(OffloaderBase):
             else:
                 data = await _outcome_on_trio(future)
         finally:
-            # Drop our reference: a task that has not started never will. Dask
-            # cannot stop one that is running.
+            # Drop our reference: the scheduler forgets a task that has not
+            # started. Dask cannot stop one that is running.
             future.release()
         outcome = unpack_outcome(data, fn)
         if outcome.ok:

@@ -124,3 +124,23 @@ def initialized() -> list[str]:
 
 def failing_initializer() -> None:
     raise ParseError("initializer")
+
+
+def hold(started: str, release: str, finished: str, limit: float = 30.0) -> str:
+    """Say we started, wait until ``release`` exists (at most ``limit`` s), say we finished.
+
+    For engines that cannot stop a running task (Dask): the test releases
+    the job when it is done with it, so no worker stays busy for long.
+    """
+    Path(started).touch()
+    deadline = time.monotonic() + limit
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    Path(finished).touch()
+    return "finished"
+
+
+def nap(seconds: float) -> tuple[float, float]:
+    began = time.monotonic()
+    time.sleep(seconds)
+    return began, time.monotonic()
