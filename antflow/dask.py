@@ -34,7 +34,6 @@ from typing import Any, ParamSpec, TypeVar, final
 
 import anyio
 
-from ._offload import OffloaderBase
 from ._remote import (
     Call,
     RemoteError,
@@ -43,6 +42,7 @@ from ._remote import (
     run_call,
     unpack_outcome,
 )
+from .offload import OffloaderBase
 
 __all__ = ["ClusterSemaphore", "DaskPool", "RemoteError"]
 
@@ -93,7 +93,7 @@ class DaskPool(OffloaderBase):
         threads_per_worker: For a started ``LocalCluster`` (default 1: CPU
             jobs hold the GIL).
         processes: For a started ``LocalCluster``: workers are processes
-            (default True) or threads of the driver's process.
+            (default True), or threads of the driver's process.
     """
 
     def __init__(
@@ -212,6 +212,11 @@ class DaskPool(OffloaderBase):
         options = dict(self._cluster_options)
         if options["n_workers"] is None:  # Dask's own default
             del options["n_workers"]
+        if not options["processes"]:
+            # Dask would pick inproc:// for workers in this process, and its
+            # workers' HTTP routes would then listen on every interface:
+            # TCP on loopback keeps everything on 127.0.0.1.
+            options["protocol"] = "tcp://"
         if self._backend == "asyncio":
             if self._address is None:
                 self._cluster = await distributed.LocalCluster(

@@ -36,7 +36,6 @@ from typing import Any, ParamSpec, TypeVar, cast, final
 import anyio
 from anyio import to_process
 
-from ._offload import OffloaderBase
 from ._remote import (
     Call,
     RemoteError,
@@ -46,6 +45,7 @@ from ._remote import (
     run_call,
     unpack_outcome,
 )
+from .offload import OffloaderBase
 
 __all__ = ["ProcessPool", "RemoteError"]
 

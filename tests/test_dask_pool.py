@@ -351,6 +351,14 @@ async def test_a_local_cluster_it_starts_listens_on_loopback_only(
     assert repr(dask) == "<DaskPool LocalCluster closed>"
 
 
+async def test_a_local_cluster_of_threads_listens_on_loopback_only() -> None:
+    async with DaskPool(n_workers=1, processes=False) as dask:
+        assert dask.client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert await dask.run(jobs.square, 5) == 25
+        assert await dask.run(jobs.pid) == os.getpid()
+        assert listening_addresses() <= {"127.0.0.1"}
+
+
 def no_dashboard(info: dict[str, Any]) -> bool:
     """The scheduler's HTTP server runs without the dashboard's pages."""
     import urllib.request

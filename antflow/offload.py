@@ -9,7 +9,8 @@ and the offloader carries that attempt to a process or a cluster and back.
 
 The protocol is small on purpose, so a third party can write one for another
 engine (see docs/scaling-out.md): `Offloader` below. `OffloaderBase` gives
-``wrap`` and ``wrap_batch`` for free to a class that writes ``run``.
+``wrap`` and ``wrap_batch`` for free to a class that writes ``run``, and
+`RemoteError` is what a job's exception becomes when it cannot travel back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload, runtime_checkable
+
+from ._remote import RemoteError
+
+__all__ = ["Offloader", "OffloaderBase", "RemoteError"]
 
 T = TypeVar("T")
 R = TypeVar("R")
