@@ -71,13 +71,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=OLDEST)
 def dask(session: nox.Session) -> None:
-    """Offloading with its extras: DaskPool's tests (the main suite skips them),
-    and ProcessPool's with cloudpickle (the main suite runs them without)."""
+    """Offloading with its extras: DaskPool's tests and the docs' Dask examples
+    (the main suite skips them), and ProcessPool's tests with cloudpickle (the
+    main suite runs them without)."""
     session.install("-e", ".[trio,uvloop,dask]", *TEST_DEPS)
     session.run(
         "pytest",
         "tests/test_dask_pool.py",
         "tests/test_process_pool.py",
+        "tests/test_docs.py",
         *session.posargs,
     )
 
