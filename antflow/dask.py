@@ -28,9 +28,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, final
+from typing import Any, ParamSpec, TypeVar, final, overload
 
 import anyio
 
@@ -269,13 +269,19 @@ class DaskPool(OffloaderBase):
 
     # -- running jobs ----------------------------------------------------------
 
+    @overload
     async def run(
         self,
-        fn: Callable[P, Awaitable[T]] | Callable[P, T],
+        fn: Callable[P, Coroutine[Any, Any, T]],
         /,
-        *args: Any,
-        **kwargs: Any,
-    ) -> T:
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
+    @overload
+    async def run(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` once as a Dask task and return its value.
 
         Returns:
@@ -317,8 +323,8 @@ class DaskPool(OffloaderBase):
             future.release()
         outcome = unpack_outcome(data, fn)
         if outcome.ok:
-            return outcome.value  # type: ignore[no-any-return]
-        return raise_failure(outcome)  # type: ignore[no-any-return]
+            return outcome.value
+        return raise_failure(outcome)
 
     def semaphore(self, max_leases: int, name: str) -> ClusterSemaphore:
         """A ``distributed.Semaphore`` shared by every driver of this cluster.

@@ -48,23 +48,17 @@ class Offloader(Protocol):
     * ``async with`` starts and stops whatever the offloader owns.
     """
 
+    # Loosely typed on purpose, so that any implementation fits; ProcessPool
+    # and DaskPool type their own `run` and `wrap` precisely.
+
     @property
     def slots(self) -> Any: ...
 
     async def run(
-        self,
-        fn: Callable[P, Awaitable[T]] | Callable[P, T],
-        /,
-        *args: Any,
-        **kwargs: Any,
-    ) -> T: ...
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any: ...
 
-    @overload
-    def wrap(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /
-    ) -> Callable[P, Awaitable[T]]: ...
-    @overload
-    def wrap(self, fn: Callable[P, T], /) -> Callable[P, Awaitable[T]]: ...
+    def wrap(self, fn: Callable[P, Any], /) -> Callable[P, Awaitable[Any]]: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -79,13 +73,8 @@ class Offloader(Protocol):
 class OffloaderBase:
     """``wrap`` and ``wrap_batch`` on top of a subclass's ``run``."""
 
-    async def run(
-        self,
-        fn: Callable[P, Awaitable[T]] | Callable[P, T],
-        /,
-        *args: Any,
-        **kwargs: Any,
-    ) -> T:
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run one attempt of ``fn(*args, **kwargs)`` elsewhere: subclasses write it."""
         raise NotImplementedError
 
     @overload
@@ -136,7 +125,8 @@ class OffloaderBase:
 
         @functools.wraps(fn)
         async def offloaded(items: Iterable[T]) -> list[R]:
-            return await run(batch, list(items))
+            results: list[R] = await run(batch, list(items))
+            return results
 
         return offloaded
 

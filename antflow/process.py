@@ -29,9 +29,9 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, final
+from typing import Any, ParamSpec, TypeVar, cast, final, overload
 
 import anyio
 from anyio import to_process
@@ -190,13 +190,19 @@ class ProcessPool(OffloaderBase):
             limiter=self._processes,
         )
 
+    @overload
     async def run(
         self,
-        fn: Callable[P, Awaitable[T]] | Callable[P, T],
+        fn: Callable[P, Coroutine[Any, Any, T]],
         /,
-        *args: Any,
-        **kwargs: Any,
-    ) -> T:
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
+    @overload
+    async def run(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` once in a worker process and return its value.
 
         Returns:
@@ -241,8 +247,8 @@ class ProcessPool(OffloaderBase):
         if outcome.stderr:
             sys.stderr.write(outcome.stderr)
         if outcome.ok:
-            return outcome.value  # type: ignore[no-any-return]
-        return raise_failure(outcome)  # type: ignore[no-any-return]
+            return outcome.value
+        return raise_failure(outcome)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
