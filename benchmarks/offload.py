@@ -39,8 +39,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from antflow import AsyncExecutor  # noqa: E402
-from antflow.process import ProcessPool  # noqa: E402
+from antflow import AsyncExecutor
+from antflow.process import ProcessPool
 
 CPU_JOB_S = 0.020
 DRIVER_CPU_S = 0.0005

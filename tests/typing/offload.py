@@ -54,7 +54,7 @@ async def offload() -> None:
         # Misuse is a type error.
         await parse_remote("not bytes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         await procs.wrap(parse)(b"x", strict="yes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
-        await procs.run(parse, "not bytes")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+        await procs.run(parse, "not bytes")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
 
     async with DaskPool("tcp://127.0.0.1:8786") as dask:
         assert_type(await dask.wrap(parse)(b"x"), dict[str, int])
