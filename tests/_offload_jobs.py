@@ -28,6 +28,18 @@ class StubbornError(Exception):
         self.code = code
 
 
+def _refuse(*args: object) -> NoReturn:
+    raise TypeError("this exception cannot be rebuilt")
+
+
+class RefusingError(Exception):
+    """Never unpickles, whoever pickles it (Dask installs tblib's exception
+    pickling process-wide, which rebuilds a `StubbornError` fine)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse, self.args)
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -46,6 +58,10 @@ def fail(message: str) -> NoReturn:
 
 def fail_stubbornly() -> NoReturn:
     raise StubbornError(7, "no")
+
+
+def fail_refusingly() -> NoReturn:
+    raise RefusingError("never coming back")
 
 
 def exit_worker() -> NoReturn:

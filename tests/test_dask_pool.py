@@ -121,8 +121,8 @@ async def test_errors_keep_their_type_and_get_the_remote_traceback(
         (note,) = caught.value.__notes__
         assert "Remote traceback" in note and "in fail" in note
         with pytest.raises(RemoteError) as stand_in:
-            await dask.run(jobs.fail_stubbornly)
-        assert stand_in.value.type_name == "_offload_jobs.StubbornError"
+            await dask.run(jobs.fail_refusingly)
+        assert stand_in.value.type_name == "_offload_jobs.RefusingError"
         with pytest.raises(RemoteError, match="SystemExit"):
             await dask.run(jobs.exit_worker)
         assert await dask.run(jobs.square, 3) == 9
