@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import uuid
 from collections.abc import Callable, Coroutine
 from types import TracebackType
@@ -58,8 +59,10 @@ _POLL = 0.2
 
 
 def _import_distributed() -> Any:
+    # Imported by name: dask is an optional extra, untyped, and absent where
+    # antflow is type-checked.
     try:
-        import distributed
+        distributed = importlib.import_module("distributed")
     except ImportError as error:  # pragma: no cover - the dask session has it
         raise ImportError(
             "DaskPool needs Dask distributed: pip install 'antflow[dask]'"
