@@ -15,8 +15,9 @@ Cases (each on asyncio and trio):
   (unbatched) and in 20 batches (``wrap_batch``).
 * ``start``: entering ``ProcessPool(2)`` (two processes started) and
   ``DaskPool(n_workers=2)`` (a LocalCluster started and connected).
-* ``cancel``: from ``cancel()`` on a running ProcessPool job to the next job's
-  result from the freed slot (the worker is killed and replaced).
+* ``cancel``: from ``cancel()`` on a running ProcessPool job until its worker
+  is killed and its slot free, and until the next job's result (from a
+  freshly started process).
 * ``drivers``: 4,000 async jobs of 0.5 ms CPU + 5 ms sleep, in one process
   (one executor) and sharded over two processes with an executor each.
 
@@ -170,8 +171,14 @@ async def case_cancel() -> Measured:
         await anyio.sleep(0.05)  # the call has reached the worker
         began = time.perf_counter()
         running.cancel()
+        while procs.slots.borrowed_tokens:
+            await anyio.sleep(0)
+        freed = time.perf_counter() - began
         await ex.submit(procs.wrap(tiny), 1, semaphore=procs.slots)
-        return {"cancel -> next result": time.perf_counter() - began}
+        return {
+            "cancel -> worker killed, slot free": freed,
+            "cancel -> next result (new process)": time.perf_counter() - began,
+        }
 
 
 async def case_drivers(n: int) -> Measured:

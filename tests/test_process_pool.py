@@ -13,9 +13,11 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import tracemalloc
@@ -26,6 +28,8 @@ from typing import Any
 import _offload_jobs as jobs
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from antflow import AsyncExecutor, CancelledError, RateLimiter, _remote
 from antflow.process import ProcessPool, RemoteError
@@ -214,6 +218,71 @@ async def test_a_failing_initializer_fails_the_job_and_is_tried_again() -> None:
         for _ in range(2):
             with pytest.raises(jobs.ParseError, match="initializer"):
                 await procs.run(jobs.square, 2)
+
+
+# Each example starts and kills processes: a few examples, whatever the profile.
+@settings(max_examples=8, deadline=None)
+@given(
+    kinds=st.lists(
+        st.sampled_from(["ok", "fail", "stubborn", "crash", "cancel"]),
+        min_size=1,
+        max_size=6,
+    ),
+    retries=st.integers(0, 1),
+    use_slots=st.booleans(),
+)
+async def test_every_job_ends_as_it_should_and_every_token_comes_back(
+    kinds: list[str], retries: int, use_slots: bool
+) -> None:
+    folder = Path(tempfile.mkdtemp())
+    markers: list[Path] = []
+    calls = {
+        "ok": lambda n: (jobs.square, n),
+        "fail": lambda n: (jobs.fail, f"job {n}"),
+        "stubborn": lambda n: (jobs.fail_stubbornly,),
+        "crash": lambda n: (jobs.crash_worker,),
+        "cancel": lambda n: (jobs.block_forever, str(folder / f"started-{n}")),
+    }
+    try:
+        async with ProcessPool(2, prestart=False) as procs, AsyncExecutor(4) as ex:
+            futures = []
+            for n, kind in enumerate(kinds):
+                fn, *args = calls[kind](n)
+                futures.append(
+                    ex.submit(
+                        procs.wrap(fn),
+                        *args,
+                        retries=retries,
+                        retry_delay=0,
+                        semaphore=procs.slots if use_slots else None,
+                    )
+                )
+            # Cancel each blocking job once it runs, in order; the others end
+            # by themselves meanwhile.
+            for n, kind in enumerate(kinds):
+                if kind == "cancel":
+                    markers.append(folder / f"started-{n}")
+                    await wait_for_file(markers[-1])
+                    futures[n].cancel()
+            for n, (kind, future) in enumerate(zip(kinds, futures, strict=True)):
+                if kind == "ok":
+                    assert await future == n * n
+                elif kind == "cancel":
+                    with pytest.raises(CancelledError):
+                        await future
+                    assert future.cancelled()
+                else:
+                    expected = {
+                        "fail": jobs.ParseError,
+                        "stubborn": RemoteError,
+                        "crash": anyio.BrokenWorkerProcess,
+                    }[kind]
+                    with pytest.raises(expected):
+                        await future
+            assert free(procs)
+        assert not any(is_alive(int(m.read_text())) for m in markers)
+    finally:
+        shutil.rmtree(folder)
 
 
 # -- cancellation, deadlines, retries --------------------------------------------
