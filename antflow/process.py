@@ -185,7 +185,7 @@ class ProcessPool(OffloaderBase):
     async def _start_one(self) -> None:
         await to_process.run_sync(
             run_call,
-            pack_call(Call(_nothing, (), {})),
+            pack_call(Call(_nothing, (), {}, own_process=True)),
             cancellable=True,
             limiter=self._processes,
         )

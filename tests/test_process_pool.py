@@ -10,7 +10,6 @@ therefore order events through marker files the workers write (see
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import shutil
@@ -542,7 +541,8 @@ from antflow import AsyncExecutor
 from antflow.process import ProcessPool
 
 async def main():
-    async with ProcessPool(2) as procs, AsyncExecutor(max_workers=4) as ex:
+    # Three processes: two busy, one idle since it was started.
+    async with ProcessPool(3) as procs, AsyncExecutor(max_workers=4) as ex:
         ex.submit(procs.wrap(jobs.block_forever), {marker!r} + "-0")
         ex.submit(procs.wrap(jobs.block_forever), {marker!r} + "-1")
         await anyio.sleep_forever()
@@ -550,6 +550,41 @@ async def main():
 if __name__ == "__main__":
     anyio.run(main, backend={backend!r}, backend_options={options!r})
 """
+
+
+def children_of(parent: int) -> set[int]:
+    """The pids whose parent is ``parent`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == parent:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def anyio_workers() -> set[int]:
+    """This process's anyio worker processes."""
+    return {
+        pid
+        for pid in children_of(os.getpid())
+        if b"anyio.to_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+async def test_workers_ignore_ctrl_c_even_before_their_first_job() -> None:
+    # A terminal's Ctrl-C reaches every process of the group. An idle worker
+    # that took it as KeyboardInterrupt would answer on the result pipe, and
+    # the next job would read that stray answer.
+    async with ProcessPool(2) as procs:
+        started = anyio_workers()
+        assert len(started) >= 2
+        for pid in started:
+            os.kill(pid, signal.SIGINT)
+        assert [await procs.run(jobs.square, n) for n in range(4)] == [0, 1, 4, 9]
+        assert anyio_workers() >= started
 
 
 @pytest.mark.parametrize("target", ["process", "group"])
@@ -586,6 +621,8 @@ def test_ctrl_c_stops_promptly_and_leaves_no_worker(
                 assert time.monotonic() < deadline, "the jobs never started"
                 time.sleep(0.01)
             workers.append(int(path.read_text()))
+        children = children_of(child.pid)
+        assert set(workers) < children and len(children) == 3, (workers, children)
         # Ctrl-C in a terminal signals the whole group; `kill -INT` one pid.
         if target == "group":
             os.killpg(child.pid, signal.SIGINT)
@@ -600,5 +637,4 @@ def test_ctrl_c_stops_promptly_and_leaves_no_worker(
             child.wait()
     assert child.returncode != 0
     assert "KeyboardInterrupt" in stderr
-    assert not any(is_alive(w) for w in workers), workers
-    gc.collect()
+    assert not any(is_alive(pid) for pid in children), children
