@@ -422,3 +422,99 @@ async def test_unpicklable_arguments_fail_at_the_call(cluster: Any) -> None:
     async with DaskPool(cluster) as dask:
         with pytest.raises(pickle.PicklingError, match="cannot send square"):
             await dask.run(jobs.square, threading.Lock())
+
+
+# -- Ctrl-C ----------------------------------------------------------------------
+
+CTRL_C_SCRIPT = """
+import sys
+import anyio
+
+sys.path.insert(0, {tests!r})
+import _offload_jobs as jobs
+from antflow import AsyncExecutor
+from antflow.dask import DaskPool
+
+async def main():
+    async with DaskPool(n_workers=1) as dask, AsyncExecutor(max_workers=2) as ex:
+        ex.submit(dask.wrap(jobs.hold), *{held_args!r})
+        await anyio.sleep_forever()
+
+if __name__ == "__main__":
+    anyio.run(main, backend={backend!r}, backend_options={options!r})
+"""
+
+
+def descendants_of(parent: int) -> set[int]:
+    psutil = pytest.importorskip("psutil")
+    return {child.pid for child in psutil.Process(parent).children(recursive=True)}
+
+
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_ctrl_c_closes_the_cluster_it_started(
+    anyio_backend: Any, target: str, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    backend, options = anyio_backend
+    held = Held(tmp_path, "job")
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(
+        CTRL_C_SCRIPT.format(
+            tests=str(Path(__file__).parent),
+            held_args=held.args,
+            backend=backend,
+            options=options,
+        )
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not held.started.exists():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.01)
+        cluster = descendants_of(child.pid)
+        names = {pid: " ".join(psutil.Process(pid).cmdline())[-120:] for pid in cluster}
+        assert cluster  # the nanny and its worker
+        held.release.touch()  # Dask cannot stop it; let it end
+        # Ctrl-C in a terminal signals the whole group; `kill -INT` one pid,
+        # and then only DaskPool's exit can stop the cluster's processes.
+        if target == "group":
+            os.killpg(child.pid, signal.SIGINT)
+        else:
+            os.kill(child.pid, signal.SIGINT)
+        began = time.monotonic()
+        _, stderr = child.communicate(timeout=30)
+        assert time.monotonic() - began < 15
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode != 0
+    assert "KeyboardInterrupt" in stderr
+    # multiprocessing's resource tracker outlives its parent by a moment:
+    # it exits when it reads the end of its pipe.
+    deadline = time.monotonic() + 10
+    while (left := [pid for pid in cluster if running(psutil, pid)]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert not left, [names[pid] for pid in left]
+
+
+def running(psutil: Any, pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
