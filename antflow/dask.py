@@ -319,7 +319,7 @@ class DaskPool(OffloaderBase):
             if self._backend == "asyncio":
                 data = await future
             else:
-                data = await _outcome_on_trio(future)
+                data = await _outcome_on_trio(self._client, future)
         finally:
             # Drop our reference: the scheduler forgets a task that has not
             # started. Dask cannot stop one that is running.
@@ -358,34 +358,36 @@ class DaskPool(OffloaderBase):
         return ClusterSemaphore(native, on_trio=self._backend == "trio")
 
 
-async def _outcome_on_trio(future: Any) -> Any:
-    """Wait for a threaded-client future from trio, without blocking trio.
+async def _outcome_on_trio(client: Any, future: Any) -> Any:
+    """Wait for a threaded client's future from trio, blocking no thread.
 
-    The done callback runs in Dask's callback thread; it fetches the result
-    there (a blocking call, fine off the trio thread) and wakes the waiting
-    trio task through its loop's token.
+    The wait and the fetch of the result run as one coroutine on the client's
+    own loop (its thread); when it ends, a callback there wakes the waiting
+    trio task through trio's token. Fetching in a done callback instead would
+    serialize every fetch in Dask's single callback thread.
     """
+    import asyncio
+
     import trio
 
     token = trio.lowlevel.current_trio_token()
     done = anyio.Event()
-    box: list[Any] = []
 
-    def on_done(finished: Any) -> None:
-        try:
-            box.append((True, finished.result()))
-        except BaseException as error:
-            box.append((False, error))
+    def wake(_: object) -> None:
         # When trio has finished, nobody is waiting any more.
         with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(done.set)
 
-    future.add_done_callback(on_done)
-    await done.wait()
-    ok, value = box[0]
-    if not ok:
-        raise value
-    return value
+    fetch = asyncio.run_coroutine_threadsafe(
+        client.gather(future, asynchronous=True), client.loop.asyncio_loop
+    )
+    fetch.add_done_callback(wake)
+    try:
+        await done.wait()
+    except BaseException:
+        fetch.cancel()
+        raise
+    return fetch.result()
 
 
 @final
