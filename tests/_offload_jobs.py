@@ -121,10 +121,6 @@ def crash_until(counter: str, crashes: int) -> int:
     return attempts
 
 
-def started_at(_: object = None) -> float:
-    return time.monotonic()
-
-
 _initialized: list[str] = []
 
 
