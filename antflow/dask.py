@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, final, overload
 
 import anyio
+from anyio.lowlevel import current_token
 
 from ._remote import (
     Call,
@@ -142,6 +143,7 @@ class DaskPool(OffloaderBase):
         self._slots = anyio.CapacityLimiter(1)
         self._state = _NEW
         self._backend = "asyncio"
+        self._token: object = None  # the event loop it was started on
         self._client: Any = None
         self._cluster: Any = None
         self._task_group: Any = None
@@ -175,9 +177,7 @@ class DaskPool(OffloaderBase):
     async def __aenter__(self) -> DaskPool:
         if self._state != _NEW:
             raise RuntimeError("a DaskPool can be started only once; make a new one")
-        from anyio.lowlevel import current_token
-
-        token = current_token()
+        token = self._token = current_token()
         self._backend = (
             "trio" if "trio" in token.backend_class.__module__ else "asyncio"
         )
@@ -293,7 +293,8 @@ class DaskPool(OffloaderBase):
             the driver's backend).
 
         Raises:
-            RuntimeError: the pool is not open.
+            RuntimeError: the pool is not open, or was started on another
+                event loop.
             pickle.PicklingError: ``fn`` or an argument cannot be pickled.
             RemoteError: the job raised an exception that cannot be
                 unpickled in the driver, or a ``BaseException`` that is not
@@ -308,6 +309,8 @@ class DaskPool(OffloaderBase):
                 if self._state == _NEW
                 else "this DaskPool is closed"
             )
+        if current_token() != self._token:
+            raise RuntimeError("this DaskPool belongs to another event loop")
         payload = pack_call(
             Call(fn, args, kwargs, backend=self._backend), by_value=True
         )

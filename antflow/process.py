@@ -35,6 +35,7 @@ from typing import Any, ParamSpec, TypeVar, cast, final, overload
 
 import anyio
 from anyio import to_process
+from anyio.lowlevel import current_token
 
 from ._remote import (
     Call,
@@ -129,6 +130,7 @@ class ProcessPool(OffloaderBase):
         self._processes = anyio.CapacityLimiter(max_workers)
         self._state = _NEW
         self._backend = "asyncio"
+        self._token: object = None  # the event loop it was started on
 
     def __repr__(self) -> str:
         state = ("new", "open", "closed")[self._state]
@@ -153,9 +155,7 @@ class ProcessPool(OffloaderBase):
     async def __aenter__(self) -> ProcessPool:
         if self._state != _NEW:
             raise RuntimeError("a ProcessPool can be started only once; make a new one")
-        from anyio.lowlevel import current_token
-
-        token = current_token()
+        token = self._token = current_token()
         self._backend = (
             "trio" if "trio" in token.backend_class.__module__ else "asyncio"
         )
@@ -210,7 +210,7 @@ class ProcessPool(OffloaderBase):
             coroutine returned), unpickled in the driver.
 
         Raises:
-            RuntimeError: the pool is not open (use ``async with``) or was
+            RuntimeError: the pool is not open (use ``async with``), or was
                 started on another event loop.
             pickle.PicklingError: ``fn`` or an argument cannot be pickled.
             RemoteError: the job raised an exception that cannot be
@@ -227,6 +227,8 @@ class ProcessPool(OffloaderBase):
                 if self._state == _NEW
                 else "this ProcessPool is closed"
             )
+        if current_token() != self._token:
+            raise RuntimeError("this ProcessPool belongs to another event loop")
         payload = pack_call(
             Call(
                 fn,

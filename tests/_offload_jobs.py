@@ -156,3 +156,12 @@ def nap(seconds: float) -> tuple[float, float]:
     began = time.monotonic()
     time.sleep(seconds)
     return began, time.monotonic()
+
+
+def assert_paced(starts: list[float], rate: float) -> None:
+    """SPEC RateLimiter (burst 1): over any interval of t seconds at most
+    ``1 + rate * t`` starts. 2 ms of slack: uvloop's clock counts milliseconds."""
+    starts = sorted(starts)
+    for i, early in enumerate(starts):
+        for j in range(i + 1, len(starts)):
+            assert starts[j] - early >= (j - i - 1) / rate - 0.002, starts
