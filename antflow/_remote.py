@@ -35,7 +35,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._exceptions import AntFlowError
@@ -109,7 +109,6 @@ class Outcome:
     remote_traceback: str = ""
     stdout: str = ""
     stderr: str = ""
-    extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
 def dumps(obj: object, *, by_value: bool = False) -> bytes:
