@@ -109,11 +109,11 @@ class OffloaderBase:
     ) -> Callable[[Iterable[T]], Awaitable[list[R]]]:
         """An async function that runs ``fn`` over a whole batch in one remote job.
 
-        Each remote job costs a round trip (about 0.1 ms on a `ProcessPool`,
-        2 ms on Dask), so tiny functions go faster in batches: split the
-        input into chunks, map the wrapped function over the chunks and
-        flatten. A batch is one attempt: retries and ``task_timeout`` apply
-        to the batch as a whole.
+        Each remote job costs a round trip (a fraction of a millisecond on a
+        `ProcessPool`, milliseconds on Dask), so tiny functions go faster in
+        batches: split the input into chunks, map the wrapped function over
+        the chunks and flatten. A batch is one attempt: retries and
+        ``task_timeout`` apply to the batch as a whole.
 
         Raises:
             TypeError: ``fn`` is not callable.
