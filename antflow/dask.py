@@ -36,6 +36,7 @@ from typing import Any, ParamSpec, TypeVar, final, overload
 import anyio
 from anyio.lowlevel import current_token
 
+from ._cluster_semaphore import ClusterSemaphore
 from ._remote import (
     Call,
     RemoteError,
@@ -54,9 +55,6 @@ P = ParamSpec("P")
 _NEW, _OPEN, _CLOSED = range(3)
 #: Seconds between two looks at the cluster's size, to resize `slots`.
 SLOTS_REFRESH = 2.0
-#: Seconds a trio driver's lease request waits in Dask before it checks
-#: whether it was cancelled meanwhile.
-_POLL = 0.2
 
 
 def _import_distributed() -> Any:
@@ -391,65 +389,3 @@ async def _outcome_on_trio(client: Any, future: Any) -> Any:
         fetch.cancel()
         raise
     return fetch.result()
-
-
-@final
-class ClusterSemaphore:
-    """A ``distributed.Semaphore`` usable as ``semaphore=`` on asyncio and trio.
-
-    Made by `DaskPool.semaphore`. It is an async context manager, so the
-    executor enters it inside the worker: a job waiting for a lease holds
-    its worker. (On asyncio, a plain ``distributed.Semaphore`` works as
-    ``semaphore=`` too; on trio it cannot, because it would run asyncio code
-    on the trio loop.)
-
-    Leases expire: a lease whose holder's client stops refreshing it for
-    ``distributed.scheduler.locks.lease-timeout`` (30 s by default) is
-    given back by the scheduler, so a driver that hangs cannot starve the
-    others. On asyncio the refresh runs on the driver's event loop: code that
-    blocks that loop for longer than the lease timeout loses its leases and
-    lets other drivers overshoot the limit. On trio the refresh runs in the
-    client's own thread.
-    """
-
-    def __init__(self, native: Any, *, on_trio: bool) -> None:
-        self._native = native
-        self._on_trio = on_trio
-
-    @property
-    def native(self) -> Any:
-        """The underlying ``distributed.Semaphore``."""
-        return self._native
-
-    @property
-    def name(self) -> str:
-        return str(self._native.name)
-
-    async def __aenter__(self) -> ClusterSemaphore:
-        if not self._on_trio:
-            await self._native
-            await self._native.acquire()
-            return self
-        await anyio.to_thread.run_sync(self._native.register)
-        granted = False
-        while True:
-            # A thread waiting inside Dask cannot be cancelled, so wait in
-            # short turns, shielded (a lease granted must not be dropped),
-            # and look at our cancellation in between.
-            with anyio.CancelScope(shield=True):
-                granted = await anyio.to_thread.run_sync(self._native.acquire, _POLL)
-            if granted:
-                return self
-            await anyio.lowlevel.checkpoint()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with anyio.CancelScope(shield=True):
-            if self._on_trio:
-                await anyio.to_thread.run_sync(self._native.release)
-            else:
-                await self._native.release()
