@@ -21,6 +21,7 @@ nox.options.sessions = [
     "typecheck",
     "docs",
     "bench_quick",
+    "dask",
 ]
 # A machine with one Python must still pass: missing versions are skipped.
 nox.options.error_on_missing_interpreters = False
@@ -66,6 +67,21 @@ def tests(session: nox.Session) -> None:
     """The whole suite on asyncio, uvloop and trio."""
     session.install("-e", ".[trio,uvloop,progress]", *TEST_DEPS)
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=OLDEST)
+def dask(session: nox.Session) -> None:
+    """Offloading with its extras: DaskPool's tests and the docs' Dask examples
+    (the main suite skips them), and ProcessPool's tests with cloudpickle (the
+    main suite runs them without)."""
+    session.install("-e", ".[trio,uvloop,dask]", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "tests/test_dask_pool.py",
+        "tests/test_process_pool.py",
+        "tests/test_docs.py",
+        *session.posargs,
+    )
 
 
 @nox.session(python=OLDEST)
