@@ -33,7 +33,7 @@ class Impl:
     workloads: tuple[str, ...]
     env: str = THIS
     min_python: tuple[int, int] = (3, 11)
-    elsewhere: Mapping[str, str] = field(default_factory=dict)
+    elsewhere: Mapping[str, str] = field(default_factory=dict[str, str])
     """workload -> another module that runs it (a big workload of its own)."""
     beside: tuple[str, ...] = ()
     """Rows to run next to this one where it runs on a newer Python alone."""
@@ -203,7 +203,7 @@ class Workload:
     quick_size: int
     metric: str = "elapsed"
     """The number compared: "elapsed" (whole run, seconds) or a key the run reports."""
-    references: Mapping[str, str] = field(default_factory=dict)
+    references: Mapping[str, str] = field(default_factory=dict[str, str])
     """backend -> the implementation its ratios divide by ("ideal": workload d)."""
     workers: int = 100
     how_to_read: str = ""

@@ -150,7 +150,7 @@ def _find(version: str) -> str | None:
 
 def pins(names: tuple[str, ...]) -> list[str]:
     """``name==version`` for each package the runner itself has installed."""
-    found = []
+    found: list[str] = []
     for name in names:
         try:
             found.append(f"{name}=={metadata.version(name)}")

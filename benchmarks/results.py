@@ -119,7 +119,7 @@ def judge_targets(summary: Summary, meta: dict[str, Any]) -> list[dict[str, Any]
     A target whose workload ran but whose point did not (quick mode runs
     fewer points) gets verdicts without a value: "not run".
     """
-    verdicts = []
+    verdicts: list[dict[str, Any]] = []
     for target in TARGETS:
         if target.workload not in meta["workloads"]:
             continue  # not run this time
@@ -166,7 +166,7 @@ def short_summary(
     meta: dict[str, Any], summary: Summary, verdicts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """What a note can cite: the run, every verdict, and each case's median and ratio."""
-    cases = []
+    cases: list[dict[str, Any]] = []
     for key, numbers in sorted(summary.items(), key=_order):
         workload = WORKLOADS_BY_KEY[key[0]]
         metric = "us_per_item" if workload.cells in ("per_item",) else workload.metric

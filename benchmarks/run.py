@@ -114,7 +114,7 @@ def plan(args: argparse.Namespace, pythons: list[Interpreter]) -> list[Case]:
     chosen = {WORKLOADS_BY_KEY[k].key for k in keys}
     skip = set(args.skip)
     own = next((p for p in pythons if p.own), pythons[0])
-    cases = []
+    cases: list[Case] = []
     for workload in (w for w in WORKLOADS if w.key in chosen):
         everywhere = args.pythons is not None or workload.every_python
         for python in pythons:

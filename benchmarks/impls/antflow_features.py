@@ -48,7 +48,7 @@ async def features(t: Tasks, n: int, workers: int, point: str) -> dict[str, floa
         call_options = CALL_OPTIONS[point or "plain"]()
     async with AsyncExecutor(max_workers=workers, **executor_options) as ex:
         results = await ex.map(t.checkpoint, range(n), **call_options)
-    check(results == list(range(n)), "map results out of order")
+        check(results == list(range(n)), "map results out of order")
     return {}
 
 

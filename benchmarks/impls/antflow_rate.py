@@ -63,5 +63,5 @@ async def map(t: Tasks, n: int, workers: int) -> dict[str, float]:
     """The warm-up every run does first (see child.py): plain ``map``."""
     async with AsyncExecutor(max_workers=workers) as ex:
         results = await ex.map(t.checkpoint, range(n))
-    check(results == list(range(n)), "map results out of order")
+        check(results == list(range(n)), "map results out of order")
     return {}

@@ -16,9 +16,9 @@ parked worker; on trio it made an Event per item and cost 20-40 % more.)
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 
@@ -42,7 +42,7 @@ class _Slot(Generic[T]):
 @asynccontextmanager
 async def ordered_window(
     fn: Callable[[Any], Awaitable[T]], items: Iterator[Any], workers: int
-) -> AsyncIterator[AsyncIterator[T]]:
+) -> AsyncGenerator[AsyncIterator[T]]:
     window: deque[_Slot[T]] = deque()  # in input order
     ahead = 2 * workers
     parked: list[anyio.Event] = []  # workers waiting for room
@@ -85,7 +85,7 @@ async def ordered_window(
             wake(parked)
             if slot.error is not None:
                 raise slot.error
-            yield slot.value  # type: ignore[misc]
+            yield cast(T, slot.value)
 
     async with anyio.create_task_group() as tg:
         for _ in range(workers):
@@ -112,7 +112,7 @@ async def scaling(t: Tasks, n: int, workers: int) -> dict[str, float]:
 
 async def map(t: Tasks, n: int, workers: int) -> dict[str, float]:
     """The warm-up every run does first (see child.py)."""
-    results = []
+    results: list[int] = []
     async with ordered_window(t.checkpoint, iter(range(n)), workers) as stream:
         async for result in stream:
             results.append(result)

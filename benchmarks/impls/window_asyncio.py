@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -32,7 +32,7 @@ T = TypeVar("T")
 @asynccontextmanager
 async def ordered_window(
     fn: Callable[[Any], Awaitable[T]], items: Iterator[Any], workers: int
-) -> AsyncIterator[AsyncIterator[T]]:
+) -> AsyncGenerator[AsyncIterator[T]]:
     loop = asyncio.get_running_loop()
     window: deque[asyncio.Future[T]] = deque()  # in input order
     ahead = 2 * workers
@@ -100,7 +100,7 @@ async def scaling(t: Tasks, n: int, workers: int) -> dict[str, float]:
 
 async def map(t: Tasks, n: int, workers: int) -> dict[str, float]:
     """The warm-up every run does first (see child.py)."""
-    results = []
+    results: list[int] = []
     async with ordered_window(t.checkpoint, iter(range(n)), workers) as stream:
         async for result in stream:
             results.append(result)
