@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "images")
     args = parser.parse_args(argv)
-    document = json.loads(args.json.read_text())
+    document = json.loads(args.json.read_text(encoding="utf-8"))
     rows: Rows = document["summary"]
     meta: dict[str, Any] = document["meta"]
     args.out.mkdir(parents=True, exist_ok=True)

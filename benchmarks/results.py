@@ -179,13 +179,12 @@ def short_summary(
                         strict=True,
                     )
                 ),
-                "letter": workload.letter,
                 "n": int(numbers["n"]),
                 "workers": int(numbers["workers"]),
                 "metric": metric,
                 "value": numbers.get(metric),
                 "ratio": ratio(summary, key, metric, table_reference(key)),
-                "versus": table_reference(key),
+                "versus": _versus(key),
                 "peak_rss_mb": numbers.get("peak_rss_mb"),
                 "runs": int(numbers["runs"]),
                 "failed": int(numbers["failed"]),
@@ -197,6 +196,29 @@ def short_summary(
         "targets": verdicts,
         "cases": cases,
     }
+
+
+def _versus(key: Key) -> str | None:
+    """What a case's ratio divides by, in a few words: an implementation,
+    "point:NAME" or "ideal"."""
+    over = table_reference(key)
+    if not isinstance(over, tuple):
+        return over
+    return over[4] if over[1] == key[1] else f"point:{over[1]}"
+
+
+def _one_per_line(document: dict[str, Any]) -> str:
+    """JSON with one target or case per line: short to read, easy to grep."""
+    parts = []
+    for name, value in document.items():
+        if isinstance(value, list):
+            items = ",\n".join(
+                "  " + json.dumps(item, ensure_ascii=False) for item in value
+            )
+            parts.append(f"{json.dumps(name)}: [\n{items}\n ]")
+        else:
+            parts.append(f"{json.dumps(name)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n " + ",\n ".join(parts) + "\n}\n"
 
 
 def _order(item: tuple[Key, dict[str, float]]) -> tuple[int, str, str, str, str]:
@@ -232,7 +254,11 @@ def write_reports(
     }
     short = short_summary(meta, summary, verdicts)
     for name in (stem, "latest"):
-        (out / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n")
-        (out / f"{name}-summary.json").write_text(json.dumps(short, indent=1) + "\n")
-        (out / f"{name}.md").write_text(markdown)
+        (out / f"{name}.json").write_text(
+            json.dumps(document, indent=1) + "\n", encoding="utf-8"
+        )
+        (out / f"{name}-summary.json").write_text(
+            _one_per_line(short), encoding="utf-8"
+        )
+        (out / f"{name}.md").write_text(markdown, encoding="utf-8")
     print(f"wrote {out / stem}.json, -summary.json and .md", file=sys.stderr)
