@@ -1,15 +1,19 @@
-"""The markdown report: the targets' verdicts first, then one table per workload."""
+"""The markdown report: the targets' verdicts first, then one table per workload.
+
+``python benchmarks/report.py RUN.json`` prints the report of a run again,
+from the runs its JSON holds, with the tables and targets as they are now.
+"""
 
 from __future__ import annotations
 
 import statistics
+import sys
 from collections import defaultdict
 from typing import Any
 
 from catalog import (
     BACKENDS,
     IMPLS,
-    IMPLS_BY_NAME,
     IMPORTS,
     TIMES,
     WORKLOADS,
@@ -223,11 +227,9 @@ def _points_run(
 def _rows(workload: Workload) -> list[tuple[str, list[str]]]:
     """(label, implementations whose cell goes there, first one found wins)."""
     if workload.only_reference:
-        references = sorted(set(workload.references.values()))
-        labels = {IMPLS_BY_NAME[r].label.rsplit(",", 1)[0] for r in references}
-        return [
-            ("**antflow** (this repo)", ["antflow"]),
-            (" / ".join(sorted(labels)), references),
+        references = {r for b in BACKENDS for r in workload.references_on(b)}
+        return [("**antflow** (this repo)", ["antflow"])] + [
+            (impl.label, [impl.name]) for impl in IMPLS if impl.name in references
         ]
     return [
         (impl.label, [impl.name]) for impl in IMPLS if workload.key in impl.workloads
@@ -269,7 +271,7 @@ def _cell_numbers(
 
 
 def _mark(summary: Summary, workload: Workload, key: Key, metric: str) -> str:
-    over = table_reference(key)
+    over = table_reference(key, summary)
     if over == key:
         return "*ref*"
     if over is None:
@@ -311,3 +313,22 @@ def _first_use_table(summary: Summary, meta: dict[str, Any]) -> list[str]:
             if any(cells):
                 lines.append(f"| {row.label} | {version} | " + " | ".join(cells) + " |")
     return lines
+
+
+def main(argv: list[str]) -> int:
+    import json
+    from pathlib import Path
+
+    from results import judge_targets, summarize
+
+    if len(argv) != 1:
+        sys.exit(__doc__)
+    document = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    summary = summarize(document["runs"])
+    verdicts = judge_targets(summary, document["meta"])
+    print(render_markdown(document["meta"], summary, verdicts), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

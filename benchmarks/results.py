@@ -64,8 +64,12 @@ def summarize(runs: Iterable[dict[str, Any]]) -> Summary:
     return summary
 
 
-def table_reference(key: Key) -> Key | str | None:
-    """What a table's ratio for ``key`` divides by: a case, "ideal", or None."""
+def table_reference(key: Key, summary: Summary) -> Key | str | None:
+    """What a table's ratio for ``key`` divides by: a case, "ideal", or None.
+
+    Where a workload names several references for the backend, the fastest
+    of them in ``summary`` (same point, Python and backend) is the one.
+    """
     workload_key, point_name, python, backend, impl = key
     workload = WORKLOADS_BY_KEY[workload_key]
     point = next((p for p in workload.points if p.name == point_name), None)
@@ -73,12 +77,14 @@ def table_reference(key: Key) -> Key | str | None:
         point = next((p for p in workload.quick_points if p.name == point_name), None)
     if point is not None and point.versus:
         return workload_key, point.versus, python, backend, impl
-    reference = workload.references.get(backend)
-    if reference == "ideal":
+    names = workload.references_on(backend)
+    if names == ("ideal",):
         return "ideal"
-    if reference is None:
-        return None
-    return workload_key, point_name, python, backend, reference
+    keys = [(workload_key, point_name, python, backend, name) for name in names]
+    ran = [k for k in keys if summary.get(k, {}).get(workload.metric) is not None]
+    if not ran:
+        return keys[0] if keys else None
+    return min(ran, key=lambda k: summary[k][workload.metric])
 
 
 def ratio(
@@ -97,12 +103,12 @@ def ratio(
     return value / base if base else None
 
 
-def _target_over(target: Target, key: Key) -> Key | str | None:
+def _target_over(target: Target, key: Key, summary: Summary) -> Key | str | None:
     workload, point, python, backend, impl = key
     if target.over is None:
         return None
     if target.over == "reference":
-        return table_reference(key)
+        return table_reference(key, summary)
     kind, _, name = target.over.partition(":")
     if kind == "impl":
         return workload, point, python, backend, name
@@ -140,7 +146,7 @@ def judge_targets(summary: Summary, meta: dict[str, Any]) -> list[dict[str, Any]
 def _judge(summary: Summary, target: Target, key: Key) -> dict[str, Any]:
     value = summary.get(key, {}).get(target.metric)
     if target.over is not None:
-        value = ratio(summary, key, target.metric, _target_over(target, key))
+        value = ratio(summary, key, target.metric, _target_over(target, key, summary))
     met = None
     if value is not None:
         met = value <= target.limit and (target.low is None or value >= target.low)
@@ -183,8 +189,8 @@ def short_summary(
                 "workers": int(numbers["workers"]),
                 "metric": metric,
                 "value": numbers.get(metric),
-                "ratio": ratio(summary, key, metric, table_reference(key)),
-                "versus": _versus(key),
+                "ratio": ratio(summary, key, metric, table_reference(key, summary)),
+                "versus": _versus(key, summary),
                 "peak_rss_mb": numbers.get("peak_rss_mb"),
                 "runs": int(numbers["runs"]),
                 "failed": int(numbers["failed"]),
@@ -198,10 +204,10 @@ def short_summary(
     }
 
 
-def _versus(key: Key) -> str | None:
+def _versus(key: Key, summary: Summary) -> str | None:
     """What a case's ratio divides by, in a few words: an implementation,
     "point:NAME" or "ideal"."""
-    over = table_reference(key)
+    over = table_reference(key, summary)
     if not isinstance(over, tuple):
         return over
     return over[4] if over[1] == key[1] else f"point:{over[1]}"

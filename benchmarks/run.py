@@ -150,7 +150,7 @@ def _rows(
         and python.version_info >= impl.min_python
         and (
             not workload.only_reference
-            or impl.name in ("antflow", workload.references.get(backend))
+            or impl.name in ("antflow", *workload.references_on(backend))
         )
     ]
 
@@ -176,7 +176,7 @@ def _needing(
     ]
     if not needing:
         return []
-    keep = {"antflow", workload.references.get(backend)}
+    keep = {"antflow", *workload.references_on(backend)}
     for impl in needing:
         keep.update((impl.name, *impl.beside))
     return [impl for impl in rows if impl.name in keep]
