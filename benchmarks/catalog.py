@@ -37,6 +37,11 @@ class Impl:
     """workload -> another module that runs it (a big workload of its own)."""
     beside: tuple[str, ...] = ()
     """Rows to run next to this one where it runs on a newer Python alone."""
+    max_items: Mapping[str, tuple[int, str]] = field(
+        default_factory=dict[str, tuple[int, str]]
+    )
+    """workload -> (most items it is run with, why): a peer whose cost grows
+    faster than its input is left out above that, and the report says so."""
 
     def module_for(self, workload: str) -> str:
         return self.elsewhere.get(workload, self.module)
@@ -136,6 +141,13 @@ IMPLS = (
         ASYNCIO_FAMILY,
         ("map", "as_completed", "map_iter_unordered", "sleep", "hol", "submit"),
         env="asyncio-pool-ng",
+        max_items={
+            "map_iter_unordered": (
+                100_000,
+                "its itermap waits on every pending future again each second; "
+                "at 1,000,000 items one run had not finished after 7 minutes",
+            )
+        },
     ),
     Impl(
         "aiolibs-executor",

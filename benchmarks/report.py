@@ -46,6 +46,8 @@ def render_markdown(
         ]
     for what, why in meta.get("unavailable", {}).items():
         lines += [f"- Left out, {what}: {why}"]
+    for why in meta.get("left_out", []):
+        lines += [f"- Left out: {why}"]
     lines += _targets_table(verdicts, meta)
     for workload in WORKLOADS:
         if workload.key in meta["workloads"]:
@@ -54,6 +56,9 @@ def render_markdown(
     if meta.get("failures"):
         lines += ["", "## Failed runs", ""]
         lines += [f"- {failure}" for failure in meta["failures"]]
+    if meta.get("timed_out"):
+        lines += ["", "## Peers that did not finish in time (not failures)", ""]
+        lines += [f"- {run}" for run in meta["timed_out"]]
     return "\n".join(lines) + "\n"
 
 

@@ -97,8 +97,10 @@ class Case:
     workers: int
 
 
-def plan(args: argparse.Namespace, pythons: list[Interpreter]) -> list[Case]:
-    """Every case to run, in order.
+def plan(
+    args: argparse.Namespace, pythons: list[Interpreter]
+) -> tuple[list[Case], list[str]]:
+    """Every case to run, in order, and the rows left out for their size.
 
     A workload runs on every Python of the run when ``--pythons`` names them or
     the workload says ``every_python`` (h, i); otherwise on the runner's own
@@ -115,6 +117,7 @@ def plan(args: argparse.Namespace, pythons: list[Interpreter]) -> list[Case]:
     skip = set(args.skip)
     own = next((p for p in pythons if p.own), pythons[0])
     cases: list[Case] = []
+    left_out: dict[str, None] = {}  # in order, once each
     for workload in (w for w in WORKLOADS if w.key in chosen):
         everywhere = args.pythons is not None or workload.every_python
         for python in pythons:
@@ -131,11 +134,18 @@ def plan(args: argparse.Namespace, pythons: list[Interpreter]) -> list[Case]:
                     size = workload.quick_size if args.quick else workload.size
                     n = point.n or size
                     workers = point.workers or workload.workers
+                    for impl in [r for r in rows if workload.key in r.max_items]:
+                        most, why = impl.max_items[workload.key]
+                        if n > most:
+                            rows.remove(impl)
+                            left_out[
+                                f"{impl.name} in {workload.letter} above {most:,} items: {why}"
+                            ] = None
                     if rows:
                         cases.append(
                             Case(workload, point, python, backend, rows, n, workers)
                         )
-    return cases
+    return cases, list(left_out)
 
 
 def _rows(
@@ -245,7 +255,7 @@ def run_child(
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
+        return {"error": f"timed out after {timeout:.0f} s", "timed_out": True}
     return read_child_output(done.returncode, done.stdout, done.stderr)
 
 
@@ -260,12 +270,12 @@ def child_args(case: Case, row: Any) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
-    timeout = args.timeout or (120.0 if args.quick else 900.0)
+    timeout = args.timeout or (120.0 if args.quick else 300.0)
     wanted = (
         args.pythons.split(",") if args.pythons else (None if args.quick else ["all"])
     )
     pythons = envs.find_interpreters(wanted)
-    cases = plan(args, pythons)
+    cases, left_out = plan(args, pythons)
 
     env_pythons, unavailable = prepare_envs(cases, args.venvs)
     if "antflow" not in args.skip:
@@ -324,12 +334,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if _source_fingerprint() != fingerprint:
         revision += " (antflow/ was edited during the run: its numbers mix versions)"
-    failures = [
-        f"{r['workload']} {r['point']} py{r['python']} {r['backend']} {r['impl']} "
-        f"round {r['round']}: {r['error']}"
-        for r in runs
-        if r.get("error")
-    ]
+
+    def what(run: dict[str, Any]) -> str:
+        return (
+            f"{run['workload']} {run['point']} py{run['python']} {run['backend']} "
+            f"{run['impl']} round {run['round']}: {run['error']}"
+        )
+
+    # A peer too slow to finish is a measurement; a hang of our own code, or a
+    # crash or wrong result anywhere, is a failure.
+    slow_peers = [r for r in runs if r.get("timed_out") and r["env"] != THIS]
+    failures = [what(r) for r in runs if r.get("error") and r not in slow_peers]
     meta = {
         "mode": "quick" if args.quick else "full",
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -349,7 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average": [load_before, _load()],
         "seconds": round(time.monotonic() - started, 1),
         "failures": failures,
+        "timed_out": [what(r) for r in slow_peers],
         "unavailable": unavailable,
+        "left_out": left_out,
     }
     summary = summarize(runs)
     verdicts = judge_targets(summary, meta) if "antflow" not in args.skip else []
