@@ -178,7 +178,8 @@ def scaling(rows: Rows, meta: dict[str, Any]) -> Figure | None:
         for axes in (by_items, by_workers, memory):
             axes.set_ylim(bottom=0)
             axes.grid(True, alpha=0.3)
-        by_items.legend(fontsize=7)
+    handles, labels = grid[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize=7)
     return figure  # fmt: skip
 
 

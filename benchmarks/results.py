@@ -135,7 +135,17 @@ def judge_targets(summary: Summary, meta: dict[str, Any]) -> list[dict[str, Any]
             for backend in target.backends
             if backend in meta["backends"] or backend == "-"
         ]
-        ran = [key for key in keys if key in summary]
+        # Where antflow ran but what it is held against did not (a Python that
+        # ran only a few rows), there is no verdict to give.
+        ran = [
+            key
+            for key in keys
+            if key in summary
+            and not (
+                isinstance(over := _target_over(target, key, summary), tuple)
+                and over not in summary
+            )
+        ]
         if not ran:
             first = next((key[2] for key in summary if key[0] == target.workload), None)
             ran = [key for key in keys if key[2] == first]
