@@ -110,10 +110,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
-    """Benchmarks next to raw asyncio/anyio, aiometer and AntFlow 0.10 (not asserted).
+    """Benchmarks next to hand-written baselines and the peers on PyPI (not asserted).
 
-    ``nox -s bench`` runs the full sizes; ``nox -s bench -- --quick`` the quick
-    mode CI runs. Reports go to benchmarks/results/ (see benchmarks/README.md).
+    ``nox -s bench`` runs the full sizes on every Python 3.11-3.13 found;
+    ``nox -s bench -- --quick`` the quick mode CI runs. The runner makes the
+    peers' venvs itself. Reports go to benchmarks/results/ (see
+    benchmarks/README.md).
     """
     session.install("-e", ".[trio,uvloop]", "aiometer==1.0.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
@@ -124,6 +126,17 @@ def bench_quick(session: nox.Session) -> None:
     """The benchmarks' quick mode, so the runner never rots (asserts no speed)."""
     session.install("-e", ".[trio,uvloop]", "aiometer==1.0.0")
     session.run("python", "benchmarks/run.py", "--quick", *session.posargs)
+
+
+@nox.session(python=OLDEST)
+def bench_plots(session: nox.Session) -> None:
+    """The Performance page's figures (docs/images/) from a benchmark run's JSON.
+
+    Reads benchmarks/results/latest.json; ``nox -s bench_plots -- FILE`` reads
+    another run. matplotlib is installed here only.
+    """
+    session.install("matplotlib")
+    session.run("python", "benchmarks/plots.py", *session.posargs)
 
 
 @nox.session(python=OLDEST)
