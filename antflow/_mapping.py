@@ -26,8 +26,8 @@ generators it stopped reading are closed, so their ``finally`` blocks run.
 
 from __future__ import annotations
 
-import inspect
 import math
+import types
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextvars import Context
@@ -526,12 +526,15 @@ class _Inputs:
         """Close the sync generators we read, so their ``finally`` runs now
         (a no-op for those that ran to the end)."""
         for iterator in self._iterators:
-            if inspect.isgenerator(iterator):
+            if isinstance(iterator, types.GeneratorType):
                 iterator.close()
 
     async def aclose(self) -> None:
         """Close the async generators we read, in this task, rather than
         whenever the garbage collector gets to them (trio warns about that)."""
         for iterator in self._iterators:
-            if inspect.isasyncgen(iterator):
+            if isinstance(iterator, types.AsyncGeneratorType):
                 await iterator.aclose()
+
+
+MapIterator.__module__ = "antflow"  # where users import it from

@@ -43,7 +43,6 @@ from contextvars import Context
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import anyio.lowlevel
 
 from ._attempts import PARKED, run_attempts
 from ._compat import current_task_id

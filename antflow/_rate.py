@@ -32,7 +32,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
-import anyio.lowlevel
 
 from . import _compat
 from ._job import FINISHED

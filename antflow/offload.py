@@ -24,6 +24,8 @@ from ._remote import RemoteError
 
 __all__ = ["Offloader", "OffloaderBase", "RemoteError"]
 
+RemoteError.__module__ = __name__  # where users import it from
+
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
