@@ -116,7 +116,6 @@ class AsyncExecutor:
         self._detached = False
         self._loop_ended = False
         self._token: Any = None
-        self._attached: anyio.Event | None = None  # the task group is up
         self._stopped: anyio.Event | None = None  # our tasks have all exited
         self._done: anyio.Event | None = None  # torn down: every future final
         self._drained: anyio.Event | None = None  # nothing outstanding any more
@@ -134,8 +133,6 @@ class AsyncExecutor:
         self._task_group = task_group
         self._host_task = _compat.current_task_id()
         pool.attach(task_group)
-        assert self._attached is not None
-        self._attached.set()
         return self
 
     async def __aexit__(
@@ -288,7 +285,6 @@ class AsyncExecutor:
         pool.on_crash = self._abort
         self._stopped = anyio.Event()
         self._done = anyio.Event()
-        self._attached = anyio.Event()
         self._plain_plan = make_plan(None, self._rate_limit, self._backend)
         self._phase = OPEN
         return pool
@@ -306,8 +302,6 @@ class AsyncExecutor:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
                 pool.attach(task_group)
-                assert self._attached is not None
-                self._attached.set()
                 await self._stopped.wait()
         except anyio.get_cancelled_exc_class():
             # The loop itself is ending (asyncio.run's clean-up, or trio's
@@ -359,7 +353,7 @@ class AsyncExecutor:
                 _nothing
             )
         self._task_group = None
-        for event in (self._stopped, self._done, self._drained, self._attached):
+        for event in (self._stopped, self._done, self._drained):
             if event is not None:
                 event.set()
 
@@ -564,7 +558,6 @@ class AsyncExecutor:
             raise TypeError("map_iter() needs at least one iterable")
         plan = self._plan(dict(options))
         return MapIterator(
-            self,
             pool,
             fn,
             iterables,
@@ -617,40 +610,6 @@ class AsyncExecutor:
         from ._wait import wait
 
         return await wait(futures, timeout, return_when)
-
-    # -- for map_iter ----------------------------------------------------------
-
-    def is_closed(self) -> bool:
-        """Has the executor closed (every job is final, or soon will be)?"""
-        return self._phase == CLOSED
-
-    async def task_group_ready(self) -> None:
-        """Wait until the task group is up (in manual use it starts a moment
-        after the first call).
-
-        Raises:
-            ExecutorShutdownError: the executor closed meanwhile.
-        """
-        assert self._attached is not None
-        if self._task_group is None:
-            await self._attached.wait()
-        if self._task_group is None or self._phase == CLOSED:
-            raise ExecutorShutdownError("cannot start: the executor is shut down")
-
-    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``func()`` as a task of the executor's task group, which must
-        be up, in the current context."""
-        pool = self._pool
-        assert pool is not None and self._task_group is not None
-        pool.tasks += 1
-
-        async def run() -> None:
-            try:
-                await func()
-            finally:
-                pool.task_exited()
-
-        self._task_group.start_soon(run)
 
     def __repr__(self) -> str:
         return f"<AsyncExecutor max_workers={self.max_workers} {self._phase.name.lower().replace('_', ' ')}>"

@@ -41,7 +41,6 @@ from ._job import CANCELLED, FAILED, FINISHED, Job, Observer, cancelled_error, l
 from ._progress import Progress, known_length, make_reporter
 
 if TYPE_CHECKING:
-    from ._executor import AsyncExecutor
     from ._options import Plan
     from ._pool import Pool
 
@@ -175,7 +174,6 @@ class _Source:
 
     __slots__ = (
         "context",
-        "executor",
         "fed",
         "feeder_done",
         "feeder_scope",
@@ -192,7 +190,6 @@ class _Source:
 
     def __init__(
         self,
-        executor: AsyncExecutor,
         pool: Pool,
         fn: Callable[..., Any],
         inputs: _Inputs,
@@ -200,7 +197,6 @@ class _Source:
         window: _Window,
         context: Context,
     ) -> None:
-        self.executor = executor
         self.pool = pool
         self.fn = fn
         self.inputs = inputs
@@ -267,9 +263,9 @@ class _Source:
     async def start_feeder(self) -> None:
         self.feeder_scope = anyio.CancelScope()
         self.feeder_done = anyio.Event()
-        await self.executor.task_group_ready()
+        await self.pool.task_group_ready()
         # Started from the call's context, so the input is read in it too.
-        self.context.run(self.executor.spawn, self.feed)
+        self.context.run(self.pool.spawn, self.feed)
 
     async def feed(self) -> None:
         window, inputs, limit = self.window, self.inputs, self.limit
@@ -349,7 +345,6 @@ class MapIterator(Generic[T]):
 
     def __init__(
         self,
-        executor: AsyncExecutor,
         pool: Pool,
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
@@ -365,7 +360,7 @@ class MapIterator(Generic[T]):
         inputs = _Inputs(iterables)
         report = make_reporter(progress, known_length(iterables))
         window: _Window = _Ordered(report) if ordered else _Unordered(report)
-        self._source = _Source(executor, pool, fn, inputs, plan, window, context)
+        self._source = _Source(pool, fn, inputs, plan, window, context)
         self._return_exceptions = bool(return_exceptions)
         # One deadline for the whole iteration, measured from this call.
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
@@ -468,7 +463,7 @@ class MapIterator(Generic[T]):
     def __del__(self) -> None:
         # Only while the executor runs: once it has closed, every job is
         # final and its scopes belong to a finished task group.
-        if not self._closed and not self._source.executor.is_closed():
+        if not self._closed and self._source.pool.accepting:
             self._source.stop()
             self._source.inputs.close()
 

@@ -38,7 +38,7 @@ Counts kept here, each with one writer:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Final
 
@@ -77,6 +77,9 @@ class Pool:
         #: cancellation (the executor stops everything).
         self.on_crash: Callable[[], None] = _nothing
         self.task_group: TaskGroup | None = None
+        #: Set once ``task_group`` is up (in manual use, a moment after the
+        #: first submit), or the pool is torn down.
+        self._attached = anyio.Event()
         self.accepting = True
         self.workers = 0
         #: Live tasks of ours: workers, waiting lines, feeders.
@@ -144,8 +147,9 @@ class Pool:
         return len(self._running) < self.max_workers
 
     def attach(self, task_group: TaskGroup) -> None:
-        """Manual use: the task group is up; start what was submitted."""
+        """The task group is up; start what was submitted meanwhile."""
         self.task_group = task_group
+        self._attached.set()
         while len(self._running) < self.max_workers and self._backlog:
             job = self._backlog.popleft()
             if job.state < FINISHED and self._admit(job):
@@ -524,6 +528,30 @@ class Pool:
             self._release_idle()
             self.on_idle()
 
+    async def task_group_ready(self) -> None:
+        """Wait until the task group is up.
+
+        Raises:
+            ExecutorShutdownError: the pool closed meanwhile.
+        """
+        if self.task_group is None:
+            await self._attached.wait()
+        if self.task_group is None or not self.accepting:
+            raise ExecutorShutdownError("cannot start: the executor is shut down")
+
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``func()`` as a task of ours in the task group, which must be
+        up, in the current context."""
+        assert self.task_group is not None
+        self.tasks += 1
+        self.task_group.start_soon(self._run_task, func)
+
+    async def _run_task(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            await func()
+        finally:
+            self.task_exited()
+
     def task_exited(self) -> None:
         self.tasks -= 1
         self.on_task_exit()
@@ -566,6 +594,7 @@ class Pool:
         """Last step, once nothing runs: make every job final and give
         back what jobs that never reached a worker still hold."""
         self.accepting = False
+        self._attached.set()
         self.sweep()
         self._ready.clear()
         for job in list(self._running):
