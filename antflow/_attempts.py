@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from ._context import call_in_context
-from ._job import CANCELLING
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -44,7 +43,7 @@ async def run_attempts(pool: Pool, job: Job, plan: Plan) -> Any:
     """
     retry = plan.retry
     while True:
-        if job.state == CANCELLING:
+        if job.cancelling:
             # cancel() came while the back-off's timer had already fired, so
             # its cancellation has not reached us yet: no new attempt starts
             # (the worker settles the job cancelled).
@@ -53,7 +52,7 @@ async def run_attempts(pool: Pool, job: Job, plan: Plan) -> Any:
         try:
             return await attempt(job, plan)
         except Exception as error:
-            if retry is None or job.state == CANCELLING or _cancelled_from_outside():
+            if retry is None or job.cancelling or _cancelled_from_outside():
                 raise
             if job.retry_state is None:
                 job.retry_state = retry.new_state(job.fn, job.args, job.kwargs)

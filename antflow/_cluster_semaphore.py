@@ -9,7 +9,6 @@ makes one.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, final
 
 import anyio
@@ -68,12 +67,7 @@ class ClusterSemaphore:
                 return self
             await anyio.lowlevel.checkpoint()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         with anyio.CancelScope(shield=True):
             if self._on_trio:
                 await anyio.to_thread.run_sync(self._native.release)

@@ -75,7 +75,7 @@ def loop_checker(token: EventLoopToken) -> Callable[[], bool]:
     from asyncio import events
 
     # The C accessor: None outside a running loop, never raises.
-    get_running_loop = events._get_running_loop  # pyright: ignore[reportPrivateUsage]
+    get_running_loop = events._get_running_loop
 
     def on_asyncio_loop() -> bool:
         return get_running_loop() is native
@@ -190,7 +190,7 @@ def timer_resolution() -> tuple[float, float]:
     if asyncio is not None:
         loop = asyncio.events._get_running_loop()
         if loop is not None:
-            kind = type(loop)
+            kind: Any = loop.__class__
             if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
                 "uvloop"
             ):

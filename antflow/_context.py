@@ -73,25 +73,25 @@ def call_in_context(
         TypeError: ``fn`` returned something that is not awaitable; the
             message names ``fn``.
     """
-    made = context.run(fn, *args, **kwargs) if kwargs else context.run(fn, *args)
-    if type(made) is types.CoroutineType:
+    made: Any = context.run(fn, *args, **kwargs) if kwargs else context.run(fn, *args)
+    kind: Any = made.__class__
+    if kind is types.CoroutineType:
         return run_in_context(context, made)
-    if type(made) is types.GeneratorType and (
-        made.gi_code.co_flags & _CO_ITERABLE_COROUTINE
-    ):
-        steps: Any = made  # a @types.coroutine generator
+    steps: Any
+    if kind is types.GeneratorType and made.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
+        steps = made  # a @types.coroutine generator
     else:
-        await_ = getattr(type(made), "__await__", None)
+        await_: Any = getattr(kind, "__await__", None)
         if await_ is None:
             name = getattr(fn, "__qualname__", None) or repr(fn)
             raise TypeError(
-                f"{name} returned {type(made).__name__}, not an awaitable; "
+                f"{name} returned {kind.__name__}, not an awaitable; "
                 "the executor runs async functions"
             )
         steps = context.run(await_, made)
         if not (hasattr(steps, "send") and hasattr(steps, "throw")):
             # An iterator we cannot step through: await it as it is.
-            return made  # pyright: ignore[reportUnknownVariableType]
+            return made  # type: ignore[no-any-return]
     return run_in_context(context, steps)
 
 

@@ -45,7 +45,7 @@ from ._checks import check_int, check_timeout
 from ._exceptions import ExecutorShutdownError
 from ._future import AsyncFuture
 from ._job import CANCELLED, FAILED, FINISHED
-from ._options import OPTION_NAMES, CallOptions, Plan, TaskOptions, make_plan
+from ._options import OPTION_NAMES, Plan, TaskOptions, make_plan, parse_options
 from ._pool import Pool
 from ._rate import RateLimiter
 
@@ -395,7 +395,7 @@ class AsyncExecutor:
     def _plan(self, options: dict[str, Any]) -> Plan | None:
         if not options:
             return self._plain_plan
-        return make_plan(CallOptions.parse(options), self._rate_limit, self._backend)
+        return make_plan(parse_options(options), self._rate_limit, self._backend)
 
     # -- one task ----------------------------------------------------------------
 

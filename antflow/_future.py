@@ -15,29 +15,17 @@ successful future costs nothing at its end.
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
+from ._checks import check_timeout
 from ._job import CANCELLED, CANCELLING, FAILED, FINISHED, RUNNING, call_back, logger
 
 if TYPE_CHECKING:
     from ._job import Job
 
 T = TypeVar("T")
-
-
-def check_timeout(timeout: float | None, name: str = "timeout") -> None:
-    """``None`` or a non-negative number; NaN is refused, inf allowed."""
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(
-            f"{name} must be a number or None, got {type(timeout).__name__}"
-        )
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(f"{name} must be >= 0 or None, got {timeout}")
 
 
 @final

@@ -135,6 +135,11 @@ class Job:
         self.future: AsyncFuture[Any] | None = None
         self.retrieved = False
 
+    @property
+    def cancelling(self) -> bool:
+        """Running, and ``cancel()`` has been called: it must not go on."""
+        return self.state == CANCELLING
+
     # -- transitions --------------------------------------------------------
 
     def started(self, scope: anyio.CancelScope) -> None:

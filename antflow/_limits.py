@@ -66,44 +66,39 @@ class Gate:
         raise NotImplementedError
 
 
-class _Borrowing(Gate):
-    """``CapacityLimiter`` (anyio's or trio's): tokens are lent to an owner."""
+class _AnyioOrTrio(Gate):
+    """A semaphore or capacity limiter of anyio or trio.
 
-    def __init__(self, would_block: type[Exception]) -> None:
+    A capacity limiter lends each token to an owner, who alone may give it
+    back: tokens go to the job (a line may take one and a worker give it
+    back). A semaphore only counts, and anyone may release.
+    """
+
+    def __init__(self, would_block: type[Exception], borrowing: bool) -> None:
         self._would_block = would_block
+        self._borrowing = borrowing
 
     def try_take(self, limiter: Any, job: Job) -> bool:
         try:
-            limiter.acquire_on_behalf_of_nowait(job)
+            if self._borrowing:
+                limiter.acquire_on_behalf_of_nowait(job)
+            else:
+                limiter.acquire_nowait()
         except self._would_block:
             return False
         return True
 
     async def acquire(self, limiter: Any, job: Job) -> None:
-        await limiter.acquire_on_behalf_of(job)
+        if self._borrowing:
+            await limiter.acquire_on_behalf_of(job)
+        else:
+            await limiter.acquire()
 
     def give_back(self, limiter: Any, job: Job) -> None:
-        limiter.release_on_behalf_of(job)
-
-
-class _Counting(Gate):
-    """``anyio.Semaphore`` and ``trio.Semaphore``: anyone may release."""
-
-    def __init__(self, would_block: type[Exception]) -> None:
-        self._would_block = would_block
-
-    def try_take(self, limiter: Any, job: Job) -> bool:
-        try:
-            limiter.acquire_nowait()
-        except self._would_block:
-            return False
-        return True
-
-    async def acquire(self, limiter: Any, job: Job) -> None:
-        await limiter.acquire()
-
-    def give_back(self, limiter: Any, job: Job) -> None:
-        limiter.release()
+        if self._borrowing:
+            limiter.release_on_behalf_of(job)
+        else:
+            limiter.release()
 
 
 class _AsyncioSemaphore(Gate):
@@ -144,16 +139,16 @@ def gate_for(limiter: object, backend: str) -> Gate | None:
 
 def _classify(kind: type[object], backend: str) -> Gate | None:
     if issubclass(kind, anyio.CapacityLimiter):
-        return _Borrowing(anyio.WouldBlock)
+        return _AnyioOrTrio(anyio.WouldBlock, borrowing=True)
     if issubclass(kind, anyio.Semaphore):
-        return _Counting(anyio.WouldBlock)
+        return _AnyioOrTrio(anyio.WouldBlock, borrowing=False)
     native = _compat.native_limiter_kind(kind, backend)
     if native == "asyncio_semaphore":
         return _AsyncioSemaphore()
     if native == "trio_capacity":
-        return _Borrowing(_compat.trio_would_block())
+        return _AnyioOrTrio(_compat.trio_would_block(), borrowing=True)
     if native == "trio_semaphore":
-        return _Counting(_compat.trio_would_block())
+        return _AnyioOrTrio(_compat.trio_would_block(), borrowing=False)
     if hasattr(kind, "__aenter__") and hasattr(kind, "__aexit__"):
         return None
     raise TypeError(

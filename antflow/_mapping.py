@@ -31,8 +31,7 @@ import types
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextvars import Context
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 import anyio
 
@@ -384,7 +383,7 @@ class MapIterator(Generic[T]):
             if job is None:
                 await self.aclose()
                 raise StopAsyncIteration
-            return self._value(job)
+            return cast("T", self._value(job))
         except BaseException:
             await self.aclose()
             raise
@@ -452,12 +451,7 @@ class MapIterator(Generic[T]):
     async def __aenter__(self) -> MapIterator[T]:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __del__(self) -> None:

@@ -18,7 +18,7 @@ is taken only when everything else is in hand.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, TypedDict, final
+from typing import Any, Final, NamedTuple, TypedDict
 
 from ._checks import check_int, check_non_negative, check_seconds, check_timeout
 from ._limits import Gate, gate_for
@@ -68,102 +68,68 @@ class TaskOptions(TypedDict, total=False):
 OPTION_NAMES: Final = frozenset(TaskOptions.__optional_keys__)
 
 
-@final
-class CallOptions:
+class CallOptions(NamedTuple):
     """The per-task options of one call, validated and frozen."""
 
-    __slots__ = (
-        "rate_limit",
-        "retry",
-        "semaphore",
-        "task_timeout",
+    semaphore: Any
+    rate_limit: RateLimiter | None
+    retry: RetryPolicy | None
+    task_timeout: float | None
+
+
+def parse_options(options: dict[str, Any]) -> CallOptions | None:
+    """Validate ``options`` (a `TaskOptions` dict); None when it asks for
+    nothing.
+
+    Raises:
+        TypeError: an unknown option, or one of the wrong type.
+        ValueError: an option out of range (negative, NaN).
+    """
+    unknown = options.keys() - OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unexpected option {sorted(unknown)[0]!r}")
+    get = options.get
+    retries = check_int("retries", get("retries", 0), minimum=0)
+    retry_delay = check_seconds("retry_delay", get("retry_delay", DEFAULT_RETRY_DELAY))
+    retry_max_delay = check_timeout(get("retry_max_delay"), "retry_max_delay")
+    retry_jitter = check_non_negative("retry_jitter", get("retry_jitter", 0))
+    predicate = retry_predicate(get("retry_on", Exception))
+    task_timeout = check_timeout(get("task_timeout"), "task_timeout")
+    rate_limit = get("rate_limit")
+    if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
+        raise TypeError(
+            "rate_limit must be an antflow.RateLimiter, got "
+            f"{type(rate_limit).__name__}"
+        )
+    semaphore = get("semaphore")
+    retry = (
+        RetryPolicy(retries, retry_delay, predicate, retry_max_delay, retry_jitter)
+        if retries
+        else None
     )
-
-    def __init__(
-        self,
-        semaphore: Any,
-        rate_limit: RateLimiter | None,
-        retry: RetryPolicy | None,
-        task_timeout: float | None,
-    ) -> None:
-        self.semaphore = semaphore
-        self.rate_limit = rate_limit
-        self.retry = retry
-        self.task_timeout = task_timeout
-
-    @staticmethod
-    def parse(options: dict[str, Any]) -> CallOptions | None:
-        """Validate ``options`` (a `TaskOptions` dict); None when it asks for
-        nothing.
-
-        Raises:
-            TypeError: an unknown option, or one of the wrong type.
-            ValueError: an option out of range (negative, NaN).
-        """
-        unknown = options.keys() - OPTION_NAMES
-        if unknown:
-            raise TypeError(f"unexpected option {sorted(unknown)[0]!r}")
-        get = options.get
-        retries = check_int("retries", get("retries", 0), minimum=0)
-        retry_delay = check_seconds(
-            "retry_delay", get("retry_delay", DEFAULT_RETRY_DELAY)
-        )
-        retry_max_delay = check_timeout(get("retry_max_delay"), "retry_max_delay")
-        retry_jitter = check_non_negative("retry_jitter", get("retry_jitter", 0))
-        predicate = retry_predicate(get("retry_on", Exception))
-        task_timeout = check_timeout(get("task_timeout"), "task_timeout")
-        rate_limit = get("rate_limit")
-        if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
-            raise TypeError(
-                "rate_limit must be an antflow.RateLimiter, got "
-                f"{type(rate_limit).__name__}"
-            )
-        semaphore = get("semaphore")
-        retry = (
-            RetryPolicy(retries, retry_delay, predicate, retry_max_delay, retry_jitter)
-            if retries
-            else None
-        )
-        if semaphore is None and rate_limit is None and retry is None:
-            if task_timeout is None:
-                return None
-        return CallOptions(semaphore, rate_limit, retry, task_timeout)
+    if (
+        semaphore is None
+        and rate_limit is None
+        and retry is None
+        and task_timeout is None
+    ):
+        return None  # nothing asked: the plain path
+    return CallOptions(semaphore, rate_limit, retry, task_timeout)
 
 
-@final
-class Plan:
+class Plan(NamedTuple):
     """How the jobs of one call run on one executor: their gates, their
     retry policy, their per-attempt timeout."""
 
-    __slots__ = ("context_limiter", "gates", "rates_in_attempt", "retry", "timeout")
-
-    def __init__(
-        self,
-        gates: tuple[tuple[Any, Gate], ...],
-        context_limiter: Any,
-        rates_in_attempt: tuple[Any, ...],
-        retry: RetryPolicy | None,
-        timeout: float | None,
-    ) -> None:
-        #: ``(limiter, gate)`` pairs every job passes before each attempt.
-        self.gates = gates
-        #: A limiter with no non-blocking path, entered around each attempt.
-        self.context_limiter = context_limiter
-        #: Rate limits taken inside the attempt, after ``context_limiter``
-        #: (so that waiting for it never bunches starts up).
-        self.rates_in_attempt = rates_in_attempt
-        self.retry = retry
-        self.timeout = timeout
-
-    @property
-    def plain(self) -> bool:
-        """Nothing but gates: no retry, timeout or limiter in the attempt."""
-        return (
-            self.retry is None
-            and self.timeout is None
-            and self.context_limiter is None
-            and not self.rates_in_attempt
-        )
+    #: ``(limiter, gate)`` pairs every job passes before each attempt.
+    gates: tuple[tuple[Any, Gate], ...]
+    #: A limiter with no non-blocking path, entered around each attempt.
+    context_limiter: Any
+    #: Rate limits taken inside the attempt, after ``context_limiter`` (so
+    #: that waiting for it never bunches starts up).
+    rates_in_attempt: tuple[Any, ...]
+    retry: RetryPolicy | None
+    timeout: float | None
 
 
 def make_plan(

@@ -393,7 +393,7 @@ class Pool:
         finally:
             if event in self._idle:
                 self._idle.remove(event)
-        return bool(self.outstanding and self.accepting or self._ready)
+        return bool((self.outstanding and self.accepting) or self._ready)
 
     def _release_idle(self) -> None:
         """Nothing left to do: let every idle worker end."""

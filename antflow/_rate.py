@@ -196,7 +196,8 @@ class Pacer:
         late, tick = _compat.timer_resolution()
         turn.catch_up = 2 * late + tick
         # Within half a tick of the clock counts as now: it can't tell.
-        while (wait := self.due_in(_compat.now())) > tick / 2:
+        # Nothing to wait for but the clock: time itself refills the bucket.
+        while (wait := self.due_in(_compat.now())) > tick / 2:  # noqa: ASYNC110
             # A timer can't fire sooner than the loop's resolution; asking
             # for less only makes the loop spin.
             await anyio.sleep(max(wait, late, tick))

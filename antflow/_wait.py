@@ -13,7 +13,6 @@ import math
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
 import anyio
@@ -167,12 +166,7 @@ class AsCompleted(Generic[T]):
     async def __aenter__(self) -> AsCompleted[T]:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:

@@ -29,13 +29,12 @@ import contextlib
 import functools
 import importlib
 import uuid
-from collections.abc import Callable, Coroutine
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, final, overload
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, final
 
 import anyio
-from anyio.lowlevel import current_token
 
+from ._checks import check_int
 from ._cluster_semaphore import ClusterSemaphore
 from ._remote import (
     Call,
@@ -52,7 +51,6 @@ __all__ = ["ClusterSemaphore", "DaskPool", "RemoteError"]
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_NEW, _OPEN, _CLOSED = range(3)
 #: Seconds between two looks at the cluster's size, to resize `slots`.
 SLOTS_REFRESH = 2.0
 
@@ -106,6 +104,7 @@ class DaskPool(OffloaderBase):
         threads_per_worker: int = 1,
         processes: bool = True,
     ) -> None:
+        super().__init__()
         if address is not None and not isinstance(address, str):
             address = getattr(address, "scheduler_address", None)
             if not isinstance(address, str):
@@ -119,12 +118,7 @@ class DaskPool(OffloaderBase):
             or n_workers < 1
         ):
             raise ValueError("n_workers must be an int >= 1 or None")
-        if isinstance(threads_per_worker, bool) or not isinstance(
-            threads_per_worker, int
-        ):
-            raise TypeError("threads_per_worker must be an int")
-        if threads_per_worker < 1:
-            raise ValueError("threads_per_worker must be at least 1")
+        check_int("threads_per_worker", threads_per_worker, minimum=1)
         self._address: str | None = address
         self._cluster_options: dict[str, Any] = {
             "n_workers": n_workers,
@@ -139,15 +133,12 @@ class DaskPool(OffloaderBase):
             "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
         }
         self._slots = anyio.CapacityLimiter(1)
-        self._state = _NEW
-        self._backend = "asyncio"
-        self._token: object = None  # the event loop it was started on
         self._client: Any = None
         self._cluster: Any = None
         self._task_group: Any = None
 
     def __repr__(self) -> str:
-        state = ("new", "open", "closed")[self._state]
+        state = self._life
         where = self._address or "LocalCluster"
         return f"<DaskPool {where} {state}>"
 
@@ -173,13 +164,7 @@ class DaskPool(OffloaderBase):
     # -- life cycle --------------------------------------------------------------
 
     async def __aenter__(self) -> DaskPool:
-        if self._state != _NEW:
-            raise RuntimeError("a DaskPool can be started only once; make a new one")
-        token = self._token = current_token()
-        self._backend = (
-            "trio" if "trio" in token.backend_class.__module__ else "asyncio"
-        )
-        self._state = _OPEN
+        self._opening()
         try:
             await self._connect()
             await self._resize()
@@ -193,12 +178,7 @@ class DaskPool(OffloaderBase):
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         task_group, self._task_group = self._task_group, None
         try:
             if task_group is not None:
@@ -234,7 +214,7 @@ class DaskPool(OffloaderBase):
             self._client = await anyio.to_thread.run_sync(distributed.Client, address)
 
     async def _disconnect(self) -> None:
-        self._state = _CLOSED
+        self._closing()
         client, self._client = self._client, None
         cluster, self._cluster = self._cluster, None
         if self._backend == "asyncio":
@@ -270,19 +250,9 @@ class DaskPool(OffloaderBase):
 
     # -- running jobs ----------------------------------------------------------
 
-    @overload
-    async def run(
-        self,
-        fn: Callable[P, Coroutine[Any, Any, T]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T: ...
-    @overload
-    async def run(
-        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T: ...
-    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    async def _run_once(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Run ``fn(*args, **kwargs)`` once as a Dask task and return its value.
 
         Returns:
@@ -301,14 +271,6 @@ class DaskPool(OffloaderBase):
                 note; or what Dask raised (``distributed.KilledWorker`` when
                 workers running it kept dying).
         """
-        if self._state != _OPEN:
-            raise RuntimeError(
-                "this DaskPool is not open: use `async with DaskPool(...) as pool:`"
-                if self._state == _NEW
-                else "this DaskPool is closed"
-            )
-        if current_token() != self._token:
-            raise RuntimeError("this DaskPool belongs to another event loop")
         payload = pack_call(
             Call(fn, args, kwargs, backend=self._backend), by_value=True
         )
@@ -342,10 +304,7 @@ class DaskPool(OffloaderBase):
             ValueError: ``max_leases`` is not an int >= 1.
             TypeError: ``name`` is not a non-empty string.
         """
-        if isinstance(max_leases, bool) or not isinstance(max_leases, int):
-            raise ValueError("max_leases must be an int >= 1")
-        if max_leases < 1:
-            raise ValueError("max_leases must be an int >= 1")
+        check_int("max_leases", max_leases, minimum=1)
         if not isinstance(name, str) or not name:
             raise TypeError("name must be a non-empty string")
         distributed = _import_distributed()

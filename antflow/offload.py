@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from types import TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload, runtime_checkable
 
+from . import _compat
 from ._remote import RemoteError
 
 __all__ = ["Offloader", "OffloaderBase", "RemoteError"]
@@ -64,19 +64,76 @@ class Offloader(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None: ...
+    async def __aexit__(self, *exc_info: object) -> bool | None: ...
 
 
 class OffloaderBase:
-    """``wrap`` and ``wrap_batch`` on top of a subclass's ``run``."""
+    """What every offloader shares, on top of a subclass's ``_run_once``:
+    ``run``, ``wrap``, ``wrap_batch``, and the life cycle.
 
+    Life cycle: new -> open (on the event loop that entered ``async with``)
+    -> closed, one way only. ``run`` on a pool that is not open, or from
+    another event loop, raises ``RuntimeError``.
+    """
+
+    _NEW, _OPEN, _CLOSED = "new", "open", "closed"
+
+    def __init__(self) -> None:
+        self._life = self._NEW
+        #: "asyncio" or "trio": the backend of the loop that opened it.
+        self._backend = "asyncio"
+        self._on_own_loop: Callable[[], bool] = _never
+
+    def _opening(self) -> None:
+        """new -> open, on the running event loop."""
+        if self._life != self._NEW:
+            raise RuntimeError(
+                f"a {type(self).__name__} can be started only once; make a new one"
+            )
+        token = _compat.loop_token()
+        self._backend = _compat.backend_name(token)
+        self._on_own_loop = _compat.loop_checker(token)
+        self._life = self._OPEN
+
+    def _closing(self) -> None:
+        self._life = self._CLOSED
+
+    def _check_open(self) -> None:
+        name = type(self).__name__
+        if self._life == self._NEW:
+            raise RuntimeError(
+                f"this {name} is not open: use `async with {name}(...) as pool:`"
+            )
+        if self._life == self._CLOSED:
+            raise RuntimeError(f"this {name} is closed")
+        if not self._on_own_loop():
+            raise RuntimeError(f"this {name} belongs to another event loop")
+
+    @overload
+    async def run(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
+    @overload
+    async def run(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
     async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run one attempt of ``fn(*args, **kwargs)`` elsewhere: subclasses write it."""
+        """Run one attempt of ``fn(*args, **kwargs)`` elsewhere; return its value.
+
+        For an ``async def`` function, the value its coroutine returned.
+        What it raises depends on the engine: see each offloader's class.
+        """
+        self._check_open()
+        return await self._run_once(fn, args, kwargs)
+
+    async def _run_once(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """One attempt elsewhere: what a subclass writes."""
         raise NotImplementedError
 
     @overload
@@ -131,6 +188,10 @@ class OffloaderBase:
             return results
 
         return offloaded
+
+
+def _never() -> bool:
+    return False
 
 
 def _apply_to_each(fn: Callable[[T], R], items: list[T]) -> list[R]:

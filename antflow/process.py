@@ -29,14 +29,13 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Callable, Coroutine
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, final, overload
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast, final
 
 import anyio
 from anyio import to_process
-from anyio.lowlevel import current_token
 
+from ._checks import check_int
 from ._remote import (
     Call,
     RemoteError,
@@ -52,8 +51,6 @@ __all__ = ["ProcessPool", "RemoteError"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
-_NEW, _OPEN, _CLOSED = range(3)
 
 
 @final
@@ -102,14 +99,10 @@ class ProcessPool(OffloaderBase):
         forward_output: bool = True,
         prestart: bool = True,
     ) -> None:
+        super().__init__()
         if max_workers is None:
             max_workers = os.cpu_count() or 1
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-            raise TypeError(
-                f"max_workers must be an int, got {type(max_workers).__name__}"
-            )
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+        check_int("max_workers", max_workers, minimum=1)
         if initializer is not None and not callable(initializer):
             raise TypeError(
                 f"initializer must be callable, got {type(initializer).__name__}"
@@ -128,12 +121,9 @@ class ProcessPool(OffloaderBase):
         # token of the same limiter inside `run`.
         self._slots = anyio.CapacityLimiter(max_workers)
         self._processes = anyio.CapacityLimiter(max_workers)
-        self._state = _NEW
-        self._backend = "asyncio"
-        self._token: object = None  # the event loop it was started on
 
     def __repr__(self) -> str:
-        state = ("new", "open", "closed")[self._state]
+        state = self._life
         return f"<ProcessPool max_workers={self._max_workers} {state}>"
 
     @property
@@ -153,34 +143,23 @@ class ProcessPool(OffloaderBase):
         return self._slots
 
     async def __aenter__(self) -> ProcessPool:
-        if self._state != _NEW:
-            raise RuntimeError("a ProcessPool can be started only once; make a new one")
-        token = self._token = current_token()
-        self._backend = (
-            "trio" if "trio" in token.backend_class.__module__ else "asyncio"
-        )
-        self._state = _OPEN
+        self._opening()
         if self._prestart:
             try:
                 async with anyio.create_task_group() as tg:
                     for _ in range(self._max_workers):
                         tg.start_soon(self._start_one)
             except BaseExceptionGroup as group:
-                self._state = _CLOSED
+                self._closing()
                 # One process that would not start says it all.
                 raise _first(group) from None
             except BaseException:
-                self._state = _CLOSED
+                self._closing()
                 raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._state = _CLOSED
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._closing()
 
     async def _start_one(self) -> None:
         await to_process.run_sync(
@@ -190,19 +169,9 @@ class ProcessPool(OffloaderBase):
             limiter=self._processes,
         )
 
-    @overload
-    async def run(
-        self,
-        fn: Callable[P, Coroutine[Any, Any, T]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T: ...
-    @overload
-    async def run(
-        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T: ...
-    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    async def _run_once(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Run ``fn(*args, **kwargs)`` once in a worker process and return its value.
 
         Returns:
@@ -221,14 +190,6 @@ class ProcessPool(OffloaderBase):
             Exception: whatever ``fn`` raised, with the remote traceback
                 attached as a note.
         """
-        if self._state != _OPEN:
-            raise RuntimeError(
-                "this ProcessPool is not open: use `async with ProcessPool(...) as pool:`"
-                if self._state == _NEW
-                else "this ProcessPool is closed"
-            )
-        if current_token() != self._token:
-            raise RuntimeError("this ProcessPool belongs to another event loop")
         payload = pack_call(
             Call(
                 fn,
