@@ -9,6 +9,8 @@ task.
 from __future__ import annotations
 
 import math
+from collections.abc import Coroutine
+from typing import NoReturn
 
 
 def _type_name(value: object) -> str:
@@ -64,3 +66,17 @@ def check_timeout(value: object, name: str = "timeout") -> float | None:
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be >= 0 or None, got {value}")
     return value
+
+
+def reject_function(fn: object) -> NoReturn:
+    """``fn`` is not callable: say why, naming it.
+
+    Raises:
+        TypeError: always.
+    """
+    if isinstance(fn, Coroutine):
+        fn.close()  # it will never run; close it so no "never awaited" warning follows
+        raise TypeError(
+            "fn must be an async function, not a coroutine object: pass fetch, not fetch()"
+        )
+    raise TypeError(f"fn must be callable, got {type(fn).__name__}")

@@ -1,34 +1,21 @@
-"""AsyncExecutor: the public API, and the life cycle around its pool.
+"""AsyncExecutor: the public API.
 
-Life cycle (`Phase`), one way only::
-
-    NEW ──> OPEN ──> SHUTTING_DOWN ──> CLOSED
-     └───────────────────────────────────^
-
-* ``async with`` enters the executor's task group in the caller's task, as a
-  nursery would be. Without ``async with``, the first ``submit`` starts a
-  detached runner task that hosts the group (see ``_compat``).
-* ``shutdown()`` stops new submissions; the executor *closes* once nothing
-  is outstanding: idle workers and waiting lines end, and the task group
-  finishes.
-* If the ``async with`` block raises or is cancelled, everything is cancelled
-  at once (``_abort``), and the block's exception propagates as it is.
-* Whatever happens, ``_teardown`` runs last and makes every future final.
-
-The executor owns its phase and its task group; the `Pool` owns the jobs.
+Each method checks its arguments and hands the work on: the life cycle
+(opening, shutting down, the ``async with`` exit) is `Lifecycle`'s
+(``_lifecycle``), the jobs are the `Pool`'s (``_pool``), map calls are
+`MapIterator`'s (``_mapping``), and waiting on many futures is ``_wait``'s.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextvars import copy_context
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    Final,
     Literal,
-    NoReturn,
     ParamSpec,
     TypeVar,
     TypeVarTuple,
@@ -38,37 +25,21 @@ from typing import (
     overload,
 )
 
-import anyio
-
-from . import _compat
-from ._checks import check_int, check_timeout
-from ._exceptions import ExecutorShutdownError
+from ._checks import check_int, check_timeout, reject_function
 from ._future import AsyncFuture
-from ._job import CANCELLED, FAILED, FINISHED
+from ._lifecycle import Lifecycle
 from ._options import OPTION_NAMES, Plan, TaskOptions, make_plan, parse_options
-from ._pool import Pool
 from ._rate import RateLimiter
 
 if TYPE_CHECKING:
     from ._mapping import MapIterator, Progress
+    from ._pool import Pool
     from ._statistics import ExecutorStatistics
     from ._wait import AsCompleted, WaitStrategy
 
 T = TypeVar("T")
 P = ParamSpec("P")
 Ts = TypeVarTuple("Ts")
-
-
-class Phase(enum.IntEnum):
-    """Where an executor is in its life (see the module docstring)."""
-
-    NEW = 0
-    OPEN = 1
-    SHUTTING_DOWN = 2
-    CLOSED = 3
-
-
-NEW, OPEN, SHUTTING_DOWN, CLOSED = Phase
 
 
 @final
@@ -106,33 +77,15 @@ class AsyncExecutor:
         #: The most tasks that run at once.
         self.max_workers = max_workers
         self._rate_limit = rate_limit
-        self._phase = NEW
-        self._pool: Pool | None = None
-        self._backend = ""
-        self._on_own_loop: Callable[[], bool] = _never
-        self._plain_plan: Plan | None = None  # for calls with no options
-        self._task_group: Any = None
-        self._host_task = 0  # the task that entered ``async with``
-        self._detached = False
-        self._loop_ended = False
-        self._token: Any = None
-        self._stopped: anyio.Event | None = None  # our tasks have all exited
-        self._done: anyio.Event | None = None  # torn down: every future final
-        self._drained: anyio.Event | None = None  # nothing outstanding any more
+        self._life = Lifecycle(max_workers)
+        #: The plan of a call with no option, once the backend is known.
+        self._plain_plan: Plan | _Unset | None = _UNSET
 
     # -- life cycle ------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncExecutor:
-        if self._phase != NEW:
-            raise RuntimeError(
-                "an AsyncExecutor can be started only once; make a new one"
-            )
-        pool = self._open()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        self._host_task = _compat.current_task_id()
-        pool.attach(task_group)
+        await self._life.enter()
+        self._plain_plan = make_plan(None, self._rate_limit, self._life.backend)
         return self
 
     async def __aexit__(
@@ -141,57 +94,7 @@ class AsyncExecutor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        pool = self._pool
-        task_group = self._task_group
-        assert pool is not None and task_group is not None
-        raised_here: BaseException | None = None
-        if exc is None:
-            try:
-                # Like a nursery: running tasks may still submit more work,
-                # and that is waited for too, before shutdown begins.
-                await self._drain()
-                await self.shutdown(wait=True)
-            except BaseException as error:  # cancelled while draining
-                exc = raised_here = error
-        if exc is not None:
-            self._abort()
-        if _compat.current_task_id() != self._host_task:
-            # Entered in one task and left in another (pytest-asyncio runs an
-            # async fixture's set-up and tear-down in two tasks): the task
-            # group cannot be exited here, but the work can still be waited
-            # for, and nothing of ours outlives this call.
-            return await self._exit_elsewhere(exc, raised_here)
-        try:
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                # The task group must see the cancellation to know whether it
-                # was its own (then it absorbs it) or came from outside.
-                if await task_group.__aexit__(type(exc), exc, exc.__traceback__):
-                    return True
-            else:
-                # Any other exception of the block is ours to re-raise as it
-                # is; handing it to the task group would wrap it in a group.
-                await task_group.__aexit__(None, None, None)
-        except BaseExceptionGroup as group:
-            raise _unwrap(group) from None
-        finally:
-            self._teardown()
-        if raised_here is not None:
-            raise raised_here
-        return False
-
-    async def _exit_elsewhere(
-        self, exc: BaseException | None, raised_here: BaseException | None
-    ) -> bool:
-        assert self._stopped is not None
-        with anyio.CancelScope(shield=exc is not None):
-            await self._stopped.wait()
-        self._teardown()
-        crash = self._take_crash()
-        if crash is not None:
-            raise crash
-        if raised_here is not None:
-            raise raised_here
-        return False
+        return await self._life.exit(exc)
 
     async def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False
@@ -216,186 +119,25 @@ class AsyncExecutor:
             BaseException: in manual use, a ``KeyboardInterrupt`` or similar
                 that a task raised and that stopped the executor.
         """
-        pool = self._pool
-        if pool is None:  # never started: nothing to stop
-            self._phase = CLOSED
-            return
-        if self._phase != CLOSED and not self._on_own_loop():
-            raise RuntimeError("this AsyncExecutor belongs to another event loop")
-        if wait and pool.worker_ids and _compat.current_task_id() in pool.worker_ids:
-            raise RuntimeError(
-                "shutdown(wait=True) called from one of its own tasks would wait "
-                "for itself; use shutdown(wait=False) there"
-            )
-        if self._phase == OPEN:
-            self._phase = SHUTTING_DOWN
-        if cancel_futures:
-            pool.cancel_all()
-        if pool.outstanding == 0:
-            self._close()
-        if wait:
-            # A detached runner must itself have finished before we return.
-            finished = self._done if self._detached else self._stopped
-            assert finished is not None
-            await finished.wait()
-            crash = self._take_crash() if self._detached else None
-            if crash is not None:
-                raise crash
+        await self._life.shutdown(wait, cancel_futures)
 
     def statistics(self) -> ExecutorStatistics:
         """A snapshot of the executor's counters (see `ExecutorStatistics`)."""
-        from ._statistics import ExecutorStatistics
+        from ._statistics import snapshot
 
-        pool = self._pool
-        if pool is None:
-            return ExecutorStatistics(self.max_workers, 0, 0, 0, 0, 0, 0, 0)
-        submitted, running, finals, retries = pool.statistics()
-        return ExecutorStatistics(
-            max_workers=self.max_workers,
-            submitted=submitted,
-            queued=submitted
-            - running
-            - finals[FINISHED]
-            - finals[FAILED]
-            - finals[CANCELLED],
-            running=running,
-            succeeded=finals[FINISHED],
-            failed=finals[FAILED],
-            cancelled=finals[CANCELLED],
-            retries=retries,
-        )
+        return snapshot(self.max_workers, self._life.pool)
 
-    async def _drain(self) -> None:
-        pool = self._pool
-        assert pool is not None
-        while pool.outstanding:
-            self._drained = anyio.Event()
-            await self._drained.wait()
-
-    def _open(self) -> Pool:
-        """NEW -> OPEN, on the running event loop."""
-        assert self._phase == NEW
-        token = _compat.loop_token()
-        self._backend = _compat.backend_name(token)
-        self._on_own_loop = _compat.loop_checker(token)
-        self._token = token
-        pool = self._pool = Pool(self.max_workers, self._on_own_loop)
-        pool.on_idle = self._became_idle
-        pool.on_task_exit = self._maybe_stopped
-        pool.on_crash = self._abort
-        self._stopped = anyio.Event()
-        self._done = anyio.Event()
-        self._plain_plan = make_plan(None, self._rate_limit, self._backend)
-        self._phase = OPEN
+    def _usable(self) -> Pool:
+        """The open pool (manual use: the first call starts it)."""
+        pool = self._life.usable()
+        if self._plain_plan is _UNSET:
+            self._plain_plan = make_plan(None, self._rate_limit, self._life.backend)
         return pool
-
-    def _start_detached(self) -> None:
-        """Manual use: the first submit starts a runner task to host the group."""
-        self._open()
-        self._detached = True
-        _compat.spawn_detached(self._token, self._run_detached)
-
-    async def _run_detached(self) -> None:
-        pool = self._pool
-        assert pool is not None and self._stopped is not None
-        try:
-            async with anyio.create_task_group() as task_group:
-                self._task_group = task_group
-                pool.attach(task_group)
-                await self._stopped.wait()
-        except anyio.get_cancelled_exc_class():
-            # The loop itself is ending (asyncio.run's clean-up, or trio's
-            # main task returned): our work is cancelled and swept below.
-            self._loop_ended = True
-        except BaseException as error:
-            # Nobody is above this task to receive it; shutdown() re-raises it.
-            if pool.crash is None:
-                pool.crash = _unwrap(error)
-        finally:
-            self._abort()
-            self._teardown()
-
-    def _take_crash(self) -> BaseException | None:
-        pool = self._pool
-        if pool is None or pool.crash is None:
-            return None
-        crash, pool.crash = pool.crash, None
-        return crash
-
-    def _abort(self) -> None:
-        """Cancel everything at once (an exception or cancellation hit us)."""
-        pool = self._pool
-        assert pool is not None
-        if self._phase < CLOSED:
-            self._phase = SHUTTING_DOWN
-            pool.cancel_all()
-            self._close()
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
-
-    def _close(self) -> None:
-        """No more work will come: let workers and waiting lines finish."""
-        if self._phase == CLOSED:
-            return
-        self._phase = CLOSED
-        assert self._pool is not None
-        self._pool.close()
-        self._maybe_stopped()
-
-    def _teardown(self) -> None:
-        """Last step: nothing runs any more; make every future final."""
-        self._phase = CLOSED
-        if self._pool is not None:
-            self._pool.teardown()
-            # The pool calls back into us; nothing will happen any more, so
-            # drop the cycle and let a finished executor die by refcount.
-            self._pool.on_idle = self._pool.on_task_exit = self._pool.on_crash = (
-                _nothing
-            )
-        self._task_group = None
-        for event in (self._stopped, self._done, self._drained):
-            if event is not None:
-                event.set()
-
-    def _became_idle(self) -> None:
-        if self._drained is not None:
-            self._drained.set()
-        if self._phase == SHUTTING_DOWN:
-            self._close()
-
-    def _maybe_stopped(self) -> None:
-        pool = self._pool
-        if (
-            pool is not None
-            and pool.tasks == 0
-            and self._phase == CLOSED
-            and self._stopped is not None
-        ):
-            self._stopped.set()
-
-    def _check_usable(self) -> Pool:
-        """Start a new executor (manual use), or say why this one can't be used."""
-        phase = self._phase
-        if phase == NEW:
-            self._start_detached()
-        elif phase >= SHUTTING_DOWN:
-            if self._loop_ended:
-                raise ExecutorShutdownError(
-                    "this AsyncExecutor's event loop has ended; an executor "
-                    "belongs to the event loop it started on: make a new one"
-                )
-            raise ExecutorShutdownError("cannot submit: the executor is shut down")
-        elif not self._on_own_loop():
-            if not _compat.in_any_loop():
-                raise RuntimeError(_compat.NO_LOOP)
-            raise RuntimeError("this AsyncExecutor belongs to another event loop")
-        assert self._pool is not None
-        return self._pool
 
     def _plan(self, options: dict[str, Any]) -> Plan | None:
         if not options:
-            return self._plain_plan
-        return make_plan(parse_options(options), self._rate_limit, self._backend)
+            return cast("Plan | None", self._plain_plan)
+        return make_plan(parse_options(options), self._rate_limit, self._life.backend)
 
     # -- one task ----------------------------------------------------------------
 
@@ -443,21 +185,20 @@ class AsyncExecutor:
         keyword arguments for ``fn`` when no option is passed alongside them
         (for both at once, bind the arguments with ``functools.partial``).
         """
-        pool = self._pool
-        if self._phase != OPEN or not self._on_own_loop() or pool is None:
-            pool = self._check_usable()
+        life = self._life
+        pool = life.open_pool
+        if pool is None or not life.on_own_loop():
+            pool = self._usable()
         if not callable(fn):
-            _reject_function(fn)
+            reject_function(fn)
+        plan = cast("Plan | None", self._plain_plan)
         if kwargs:
             names = kwargs.keys() & OPTION_NAMES
             if names:
-                options = {name: kwargs.pop(name) for name in names}
-                plan = self._plan(options)
-            else:
-                plan = self._plain_plan
+                plan = self._plan({name: kwargs.pop(name) for name in names})
             job = pool.submit(fn, args, kwargs or None, copy_context(), plan)
         else:
-            job = pool.submit(fn, args, None, copy_context(), self._plain_plan)
+            job = pool.submit(fn, args, None, copy_context(), plan)
         return AsyncFuture(job)
 
     # -- many tasks ----------------------------------------------------------------
@@ -550,9 +291,9 @@ class AsyncExecutor:
         """
         from ._mapping import MapIterator
 
-        pool = self._check_usable()
+        pool = self._usable()
         if not callable(fn):
-            _reject_function(fn)
+            reject_function(fn)
         check_timeout(timeout)
         if not iterables:
             raise TypeError("map_iter() needs at least one iterable")
@@ -612,38 +353,12 @@ class AsyncExecutor:
         return await wait(futures, timeout, return_when)
 
     def __repr__(self) -> str:
-        return f"<AsyncExecutor max_workers={self.max_workers} {self._phase.name.lower().replace('_', ' ')}>"
+        phase = self._life.phase.name.lower().replace("_", " ")
+        return f"<AsyncExecutor max_workers={self.max_workers} {phase}>"
 
 
-def _never() -> bool:
-    return False
+class _Unset:
+    """Not computed yet."""
 
 
-def _nothing() -> None:
-    pass
-
-
-def _reject_function(fn: object) -> NoReturn:
-    if isinstance(fn, Coroutine):
-        fn.close()  # it will never run; close it so no "never awaited" warning follows
-        raise TypeError(
-            "fn must be an async function, not a coroutine object: pass fetch, not fetch()"
-        )
-    raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """A group of one exception is reported as that exception.
-
-    The backend's cancellation does not count: on trio a crash can come out
-    grouped with the ``Cancelled`` it caused in the block.
-    """
-    cancelled = anyio.get_cancelled_exc_class()
-    current: BaseException = error
-    while isinstance(current, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", current)
-        causes = [e for e in group.exceptions if not isinstance(e, cancelled)]
-        if len(causes) != 1:
-            break
-        current = causes[0]
-    return current  # pyright: ignore[reportUnknownVariableType]
+_UNSET: Final = _Unset()
