@@ -19,7 +19,7 @@ import anyio
 from ._context import call_in_context
 
 if TYPE_CHECKING:
-    from ._job import Job
+    from ._job import Call, Job
     from ._options import Plan
     from ._pool import Pool
 
@@ -42,52 +42,61 @@ async def run_attempts(pool: Pool, job: Job, plan: Plan) -> Any:
             its ``task_timeout``).
     """
     retry = plan.retry
-    while True:
-        if job.cancelling:
-            # cancel() came while the back-off's timer had already fired, so
-            # its cancellation has not reached us yet: no new attempt starts
-            # (the worker settles the job cancelled).
-            return None
-        job.attempts += 1
-        try:
-            return await attempt(job, plan)
-        except Exception as error:
-            if retry is None or job.cancelling or _cancelled_from_outside():
-                raise
-            if job.retry_state is None:
-                job.retry_state = retry.new_state(job.fn, job.args, job.kwargs)
-            # A retry_on predicate that raises fails the job with its error.
-            delay = retry.next_delay(job.retry_state, error)
-            if delay is None:
-                raise
-        finally:
-            pool.give_back(job)
-        pool.retrying(job)
-        await anyio.sleep(delay)
-        if not pool.readmit(job):
-            return PARKED
+    try:
+        while True:
+            if job.cancelling:
+                # cancel() came while the back-off's timer had already fired,
+                # so its cancellation has not reached us yet: no new attempt
+                # starts (the worker settles the job cancelled).
+                return None
+            job.attempts += 1
+            try:
+                return await attempt(job.call(), plan)
+            except Exception as error:
+                if retry is None or job.cancelling or _cancelled_from_outside():
+                    raise
+                if job.retry_state is None:
+                    job.retry_state = retry.new_state(job.fn, job.args, job.kwargs)
+                # A retry_on predicate that raises fails the job with its error.
+                delay = retry.next_delay(job.retry_state, error)
+                if delay is None:
+                    raise
+            finally:
+                pool.give_back(job)
+            pool.retrying(job)
+            await anyio.sleep(delay)
+            if not pool.readmit(job):
+                return PARKED
+    finally:
+        # A failure's traceback can keep this frame (on 3.12+, through the
+        # user's frame's f_back): it must not keep the job, or the job and
+        # its error would hold each other (see _pool.Pool._run).
+        del job
 
 
-async def attempt(job: Job, plan: Plan) -> Any:
-    """One attempt with the call's per-attempt options applied."""
+async def attempt(call: Call, plan: Plan) -> Any:
+    """One attempt of ``call`` with the call's per-attempt options applied.
+
+    Takes the call, not the job: a failure's traceback can keep this frame
+    alive, and it must not keep the job.
+    """
     limiter = plan.context_limiter
     if limiter is None:
-        return await _timed(job, plan.timeout)
+        return await _timed(call, plan.timeout)
     async with limiter:
         # Rate limits come after this limiter: waiting for it must not
         # bunch starts up.
         for pacer in plan.rates_in_attempt:
             await pacer.acquire()
-        return await _timed(job, plan.timeout)
+        return await _timed(call, plan.timeout)
 
 
-async def _timed(job: Job, timeout: float | None) -> Any:
-    assert job.fn is not None and job.args is not None and job.context is not None
-    call = call_in_context(job.context, job.fn, job.args, job.kwargs)
+async def _timed(call: Call, timeout: float | None) -> Any:
+    awaitable = call_in_context(*call)
     if timeout is None:
-        return await call
+        return await awaitable
     with anyio.CancelScope(deadline=anyio.current_time() + timeout):
-        return await call
+        return await awaitable
     # Only reached when the deadline cancelled the attempt.
     raise TimeoutError(f"attempt took longer than task_timeout={timeout}")
 

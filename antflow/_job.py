@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from ._pool import Pool
 
 
+#: What a job calls: ``(context, fn, args, kwargs)``.
+Call = tuple[Context, Callable[..., Any], tuple[Any, ...], dict[str, Any] | None]
+
+
 class State(enum.IntEnum):
     """Where a job is in its life (see the module docstring)."""
 
@@ -139,6 +143,12 @@ class Job:
     def cancelling(self) -> bool:
         """Running, and ``cancel()`` has been called: it must not go on."""
         return self.state == CANCELLING
+
+    def call(self) -> Call:
+        """The call to make, while the job is not final."""
+        assert self.context is not None and self.fn is not None
+        assert self.args is not None
+        return self.context, self.fn, self.args, self.kwargs
 
     # -- transitions --------------------------------------------------------
 

@@ -443,53 +443,55 @@ class Pool:
             return False
         job.started(scope)
         plan = job.plan
+        # A failure's traceback keeps the user's frame, and through its f_back
+        # (on 3.12+) this one: this frame must not keep the job when it ends,
+        # or the job and its error would hold each other and outlive the
+        # future. Hence the ``del job`` on every way out.
         try:
-            if plan is None:
-                assert job.fn is not None and job.args is not None
-                assert job.context is not None
-                value = await call_in_context(job.context, job.fn, job.args, job.kwargs)
-            else:
-                value = await run_attempts(self, job, plan)
-        except Exception as error:
+            try:
+                if plan is None:
+                    value = await call_in_context(*job.call())
+                else:
+                    value = await run_attempts(self, job, plan)
+            except Exception as error:
+                spent = job.state == CANCELLING
+                self._done(job)
+                drop_own_frames(error)
+                if isinstance(error, StopIteration):
+                    # Python refuses to raise it out of a coroutine (it would
+                    # read as a return), so awaiting the future could not
+                    # raise it: the job fails with a RuntimeError from it, as
+                    # an asyncio task whose coroutine raised it does.
+                    error = _stop_iteration_error(job, error)
+                # A cancelled job whose cleanup raised ends failed with that
+                # error, as an asyncio task does.
+                job.settle(FAILED, error)
+                return spent
+            except BaseException as error:
+                # Cancellation (ours or from outside), or a BaseException from
+                # the task itself: never stored as a result, but the job still
+                # ends final. The worker's scope absorbs its own cancellation.
+                self._done(job)
+                job.settle(CANCELLED, None)
+                if self.crash is None and not isinstance(
+                    error, anyio.get_cancelled_exc_class()
+                ):
+                    self.crash = error
+                    self.on_crash()
+                raise
             spent = job.state == CANCELLING
+            if value is PARKED:
+                return spent
             self._done(job)
-            drop_own_frames(error)
-            if isinstance(error, StopIteration):
-                # Python refuses to raise it out of a coroutine (it would read
-                # as a return), so awaiting the future could not raise it:
-                # the job fails with a RuntimeError from it, as an asyncio
-                # task whose coroutine raised it does.
-                error = _stop_iteration_error(job, error)
-            # A cancelled job whose cleanup raised ends failed with that
-            # error, as an asyncio task does.
-            job.settle(FAILED, error)
-            # The traceback holds this frame and this frame the error: break
-            # the cycle so the job and its arguments die by refcount.
-            del error
+            if spent:
+                # Cancelled, but the task swallowed it or finished first: the
+                # cancel() that returned True wins.
+                job.settle(CANCELLED, None)
+            else:
+                job.settle(FINISHED, value)
             return spent
-        except BaseException as error:
-            # Cancellation (ours or from outside), or a BaseException from the
-            # task itself: never stored as a result, but the job still ends
-            # final. The worker's scope absorbs its own cancellation.
-            self._done(job)
-            job.settle(CANCELLED, None)
-            if self.crash is None and not isinstance(
-                error, anyio.get_cancelled_exc_class()
-            ):
-                self.crash = error
-                self.on_crash()
-            raise
-        spent = job.state == CANCELLING
-        if value is PARKED:
-            return spent
-        self._done(job)
-        if spent:
-            # Cancelled, but the task swallowed it or finished first: the
-            # cancel() that returned True wins.
-            job.settle(CANCELLED, None)
-        else:
-            job.settle(FINISHED, value)
-        return spent
+        finally:
+            del job
 
     def _done(self, job: Job) -> None:
         """The job's worker is done with it: its slot is free."""
