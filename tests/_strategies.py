@@ -147,6 +147,11 @@ async def aiterate(items: Iterable[Any]) -> AsyncIterator[Any]:
 
 
 def virtual_options(backend: str) -> dict[str, Any]:
+    """anyio ``backend_options`` for a fresh virtual clock on ``backend``.
+
+    trio gets ``MockClock(autojump_threshold=0)``, asyncio async_solipsism's
+    event loop: both jump forward whenever every task is blocked. The
+    ``anyio_backend`` fixture of conftest.py builds its clocks here too."""
     if backend == "trio":
         from trio.testing import MockClock
 
@@ -208,7 +213,10 @@ def us(seconds: float) -> int:
 def is_virtual() -> bool:
     """Does the running loop's clock jump forward when every task is blocked?"""
     if "trio" in anyio.lowlevel.current_token().backend_class.__module__:
-        return True  # the conftest fixtures always give trio a MockClock
+        import trio.lowlevel
+        from trio.testing import MockClock
+
+        return isinstance(trio.lowlevel.current_clock(), MockClock)
     import async_solipsism
 
     return isinstance(asyncio.get_running_loop(), async_solipsism.EventLoop)

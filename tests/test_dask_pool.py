@@ -32,18 +32,8 @@ distributed = pytest.importorskip("distributed")
 from antflow import dask as antflow_dask  # noqa: E402
 from antflow.dask import ClusterSemaphore, DaskPool, RemoteError  # noqa: E402
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-        pytest.param(("trio", {}), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    return request.param
+# A real cluster: trio on its real clock (see the module docstring).
+pytestmark = [pytest.mark.anyio, pytest.mark.real_clock, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

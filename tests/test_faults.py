@@ -51,14 +51,6 @@ from antflow import AsyncExecutor, AsyncFuture, CancelledError, ExecutorShutdown
 pytestmark = pytest.mark.anyio
 
 
-class VirtualTime:
-    """Mixin: run the class's tests on the virtual-time backends only."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
-
-
 class _ListHandler(logging.Handler):
     def __init__(self, records: list[logging.LogRecord]) -> None:
         super().__init__(logging.DEBUG)
@@ -336,7 +328,8 @@ class CancelProbe:
         return "waiting for limiter" if limiter_full else "queued"
 
 
-class TestCancellationAtRandomPoints(VirtualTime):
+@pytest.mark.virtual_time
+class TestCancellationAtRandomPoints:
     @given(plan=cancel_plans())
     @settings(max_examples=examples(1.0))
     async def test_cancellation_at_a_random_instant_leaves_everything_final(
@@ -580,7 +573,8 @@ async def _callbacks_scenario(
 # ==========================================================================
 
 
-class TestSwallowedCancellation(VirtualTime):
+@pytest.mark.virtual_time
+class TestSwallowedCancellation:
     @pytest.mark.parametrize(
         "how", ["cancel", "shutdown-wait", "shutdown-nowait", "outer-scope", "deadline"]
     )
@@ -649,7 +643,8 @@ class TestSwallowedCancellation(VirtualTime):
 # ==========================================================================
 
 
-class TestSelfDeadlock(VirtualTime):
+@pytest.mark.virtual_time
+class TestSelfDeadlock:
     @pytest.mark.parametrize(
         "breaker",
         ["shutdown-cancel", "outer-scope", "deadline", "manual-shutdown-cancel"],

@@ -31,14 +31,6 @@ async def quick(value: Any = None) -> Any:
     return value
 
 
-class VirtualTime:
-    """Mixin: run the class's tests on the virtual-time backends only."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
-
-
 # ---------------------------------------------------------------------------
 # Tokens: taken only when a worker is free, held only while an attempt runs
 # ---------------------------------------------------------------------------
@@ -811,7 +803,8 @@ async def test_a_busy_executor_holds_no_place_at_a_shared_rate_limiter() -> None
 # ---------------------------------------------------------------------------
 
 
-class TestRateLimiterRule(VirtualTime):
+@pytest.mark.virtual_time
+class TestRateLimiterRule:
     @pytest.mark.parametrize(("rate", "per", "burst"), [(5, 1, 1), (3, 2, 10)])
     async def test_burst_then_steady_pace(
         self, rate: float, per: float, burst: int

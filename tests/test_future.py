@@ -735,12 +735,9 @@ async def test_success_and_cancel_are_not_logged_on_gc(
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact elapsed times on asyncio (async_solipsism) and trio (MockClock)."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     async def test_timeout_expires_exactly_and_task_goes_on(self) -> None:
         """SPEC: result(timeout) raises TimeoutError after `timeout` seconds;

@@ -762,12 +762,9 @@ class Sleeper:
         return x * 10
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact elapsed times, on async_solipsism (asyncio) and trio's MockClock."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     async def test_map_timeout_is_one_deadline_for_the_whole_call(self) -> None:
         """SPEC map timeout: one deadline for the whole call, not per item;

@@ -50,7 +50,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import pytest
-from _strategies import CountingContextManager, Crash, examples
+from _strategies import CountingContextManager, Crash, examples, virtual_options
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -359,9 +359,7 @@ class Model(RuleBasedStateMachine):
         super().__init__()
         name, options = self.backend
         if name == "trio":
-            from trio.testing import MockClock
-
-            options = {"clock": MockClock(autojump_threshold=0)}
+            options = virtual_options("trio")  # a fresh clock per example
         self._stack = contextlib.ExitStack()
         self.portal = self._stack.enter_context(
             anyio.from_thread.start_blocking_portal(name, options)

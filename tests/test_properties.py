@@ -4,7 +4,7 @@ Each test states one invariant and lets hypothesis draw the inputs: item
 lists, task durations, failures, worker counts, limiter mixes and operation
 sequences. Durations are either scheduling points (``ticks``: portable, no
 clock, so the test also runs on real-time asyncio and uvloop) or virtual
-seconds on the ``virtual_backend`` loops, where elapsed times are exact.
+seconds under ``@pytest.mark.virtual_time``, where elapsed times are exact.
 
 1. map / map_iter equal the builtin ``map`` (input order, zip semantics);
    with failures they raise the exception of the lowest failing index and
@@ -65,14 +65,6 @@ from antflow import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-class VirtualTime:
-    """Mixin: run the class's tests on the virtual-time backends only."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
 
 # ==========================================================================
@@ -413,7 +405,8 @@ async def test_running_tasks_never_exceed_workers_or_tokens(
     await check_bounds(scenario, sleep=None, delay=0)
 
 
-class TestBoundsInVirtualTime(VirtualTime):
+@pytest.mark.virtual_time
+class TestBoundsInVirtualTime:
     @given(scenario=bound_scenarios(), delay=st.sampled_from([0.25, 0.5, 1.0]))
     @settings(max_examples=examples(0.5))
     async def test_bounds_hold_with_durations_and_back_off(
@@ -1098,7 +1091,8 @@ def retrieve(futures: list[AsyncFuture[int]]) -> None:
             f.exception()
 
 
-class TestWaitingInVirtualTime(VirtualTime):
+@pytest.mark.virtual_time
+class TestWaitingInVirtualTime:
     @given(
         scenario=jobs,
         picks=st.lists(st.integers(0, 100), min_size=1, max_size=14),
@@ -1243,7 +1237,8 @@ class TestWaitingInVirtualTime(VirtualTime):
 # ==========================================================================
 
 
-class TestRetryLawInVirtualTime(VirtualTime):
+@pytest.mark.virtual_time
+class TestRetryLawInVirtualTime:
     @given(
         failures=st.integers(0, 6),
         retries=st.integers(0, 6),

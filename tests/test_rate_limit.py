@@ -277,12 +277,9 @@ async def test_acquire_survives_the_clock_passing_the_token_time_between_reads(
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact start times on the virtual-clock backends."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     @pytest.mark.parametrize(
         ("rate", "per", "gap"),

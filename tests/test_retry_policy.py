@@ -488,12 +488,9 @@ async def test_cancel_during_a_timed_attempt_is_cancellation_not_timeout() -> No
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Back-off waits and attempt deadlines, to the virtual second."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     # -- retry_max_delay ----------------------------------------------------
 

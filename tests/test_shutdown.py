@@ -380,12 +380,9 @@ async def test_self_deadlock_broken_by_outer_cancellation() -> None:
     assert task_count() == before
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact elapsed times on asyncio (async_solipsism) and trio (MockClock)."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     async def test_self_deadlock_broken_by_move_on_after(self) -> None:
         """SPEC: outer cancellation by a deadline breaks the deadlock exactly

@@ -671,12 +671,9 @@ async def test_non_number_retry_delay_is_typeerror(delay: Any) -> None:
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact elapsed times on asyncio (async_solipsism) and trio (MockClock)."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     @staticmethod
     def _timed_failures(

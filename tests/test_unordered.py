@@ -401,11 +401,8 @@ async def test_map_iter_unordered_failure_inside_async_for_propagates_as_is() ->
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
-
     async def test_completion_order_follows_the_durations(self) -> None:
         durations = [5, 3, 6, 1, 4, 2]
         t0 = anyio.current_time()

@@ -545,12 +545,9 @@ async def sleep_then(delay: float, value: Any = None) -> Any:
     return value
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact elapsed times, on async_solipsism (asyncio) and trio's MockClock."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     async def test_as_completed_timeout_is_one_deadline_for_the_whole_iteration(
         self,
