@@ -48,7 +48,7 @@ class Crash(BaseException):
     """A BaseException from a task: never stored, always propagates.
 
     Not KeyboardInterrupt or SystemExit, which asyncio lets escape the
-    event loop itself (see test_faults for those)."""
+    event loop itself (see faults/test_faults.py for those)."""
 
 
 class Oops(Exception):

@@ -400,7 +400,7 @@ async def _scripted_run(seed: int, observe: Any) -> None:
     gate = Gate()
     semaphore = anyio.CapacityLimiter(2)
     # A round period keeps the bucket arithmetic exact on a real clock (see
-    # test_rate_limit.py); the counts are compared with the futures, so a
+    # test_rate.py); the counts are compared with the futures, so a
     # token arriving mid-script changes nothing.
     limiter = RateLimiter(1, per=4.0, burst=3)
     futures: list[AsyncFuture[Any]] = []

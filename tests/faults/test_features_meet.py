@@ -2,7 +2,7 @@
 as concrete cases on every backend.
 
 These are the field reports that showed each feature working alone and
-breaking in combination. The model test (``test_model.py``) checks the same
+breaking in combination. The model test (``properties/test_model.py``) checks the same
 rules over random combinations; the cases here pin the reported inputs so a
 regression names itself.
 """
