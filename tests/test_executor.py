@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+import gc
+import inspect
+import warnings
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from _strategies import Gauge, assert_only, task_count
 
 from antflow import (
     AntFlowError,
@@ -32,26 +36,6 @@ class Boom(Exception):
 
 class Fatal(BaseException):
     """A BaseException that is not an Exception (and not a cancellation)."""
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            yield from _leaves(sub)
-    else:
-        yield exc
-
-
-def assert_only(raised: BaseException, expected: BaseException) -> None:
-    """`raised` is `expected` itself, or a group whose sole leaf is `expected`.
-
-    SPEC says a task's BaseException propagates "through the executor's task
-    group" without saying whether it is wrapped; either way nothing else may
-    ride along with it.
-    """
-    leaves = list(_leaves(raised))
-    assert len(leaves) == 1, repr(raised)
-    assert leaves[0] is expected, repr(raised)
 
 
 async def double(x: int) -> int:
@@ -614,3 +598,640 @@ def test_exception_tree() -> None:
     assert issubclass(AntFlowError, Exception)
     assert issubclass(CancelledError, concurrent.futures.CancelledError)
     assert issubclass(CancelledError, Exception)
+
+
+# --------------------------------------------------------------------------
+# submit: synchronous, positional-only fn
+# --------------------------------------------------------------------------
+
+
+async def test_submit_is_synchronous_and_returns_a_future() -> None:
+    """SPEC: submit is synchronous, never blocks and returns at once, even
+    with every worker busy and a long queue behind them."""
+    release = anyio.Event()
+    gauge = Gauge()
+    async with AsyncExecutor(max_workers=1) as ex:
+        futs = [ex.submit(gauge.gated, release, i) for i in range(100)]
+        assert all(isinstance(f, AsyncFuture) for f in futs)
+        ids = [f.sequence_id for f in futs]
+        assert ids == list(range(ids[0], ids[0] + 100))
+        assert [f.done() for f in futs] == [False] * 100
+        release.set()
+    assert [await f for f in futs] == list(range(100))
+
+
+async def test_args_and_kwargs_reach_fn_and_fn_is_positional_only() -> None:
+    """SPEC: submit(fn, /, *args, ..., **kwargs): fn is positional-only, so a
+    keyword named `fn` is passed through to the function."""
+
+    async def echo(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        return args, kwargs
+
+    async with AsyncExecutor(max_workers=2) as ex:
+        fut = ex.submit(echo, 1, 2, fn="f", x=3)
+        assert await fut == ((1, 2), {"fn": "f", "x": 3})
+
+
+# --------------------------------------------------------------------------
+# submit after shutdown
+# --------------------------------------------------------------------------
+
+
+async def test_submit_after_async_with_exit_raises_shutdown_error() -> None:
+    """SPEC: after shutdown has begun, submit raises ExecutorShutdownError
+    (an AntFlowError and a RuntimeError)."""
+    calls: list[int] = []
+
+    async def record() -> None:
+        calls.append(1)
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        pass
+    with pytest.raises(ExecutorShutdownError) as info:
+        ex.submit(record)
+    assert isinstance(info.value, AntFlowError)
+    assert isinstance(info.value, RuntimeError)
+    assert calls == []
+
+
+async def test_submit_after_manual_shutdown_raises() -> None:
+    """SPEC: submit after `await shutdown()` raises ExecutorShutdownError."""
+    ex = AsyncExecutor(max_workers=1)
+    assert await ex.submit(double, 1) == 2
+    await ex.shutdown()
+    with pytest.raises(ExecutorShutdownError):
+        ex.submit(double, 2)
+
+
+async def test_submit_after_shutdown_of_never_started_executor() -> None:
+    """SPEC: shutdown on an executor that never ran still makes submit raise."""
+    ex = AsyncExecutor(max_workers=1)
+    await ex.shutdown()
+    with pytest.raises(ExecutorShutdownError):
+        ex.submit(double, 2)
+
+
+async def test_submit_while_shutdown_waits_raises() -> None:
+    """SPEC: from shutdown's first call on, submit raises, even while it is
+    still waiting for running work."""
+    release = anyio.Event()
+    gauge = Gauge()
+    ex = AsyncExecutor(max_workers=1)
+    fut = ex.submit(gauge.gated, release, 0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ex.shutdown)
+        await anyio.wait_all_tasks_blocked()
+        assert not fut.done()
+        with pytest.raises(ExecutorShutdownError):
+            ex.submit(double, 1)
+        release.set()
+    assert await fut == 0
+
+
+# --------------------------------------------------------------------------
+# submit: a bad fn, and what counts as a good one
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", [42, "double", None, b"x", [double]])
+async def test_non_callable_fn_is_typeerror_at_submit(fn: Any) -> None:
+    """SPEC: fn not callable -> TypeError at submit, naming the argument."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises(TypeError, match=r"\bfn\b"):
+            ex.submit(fn)
+        assert await ex.submit(double, 1) == 2
+
+
+async def test_coroutine_object_is_typeerror_and_is_closed() -> None:
+    """SPEC: a coroutine object instead of a function is a TypeError at submit,
+    and the coroutine is closed so no "never awaited" warning follows."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        coro = double(3)
+        with pytest.raises(TypeError):
+            ex.submit(coro)  # type: ignore[arg-type]
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del coro
+            gc.collect()
+        assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+def plain_function_returning_int(x: int) -> int:
+    return x
+
+
+async def test_non_awaitable_return_fails_future_naming_the_function() -> None:
+    """SPEC: fn(*args) returning a non-awaitable: the future fails with a
+    TypeError that names the function; other work is undisturbed."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(plain_function_returning_int, 5)  # type: ignore[arg-type]
+        lam = ex.submit(lambda: 7)  # type: ignore[arg-type,return-value]
+        ok = ex.submit(double, 4)
+    exc = fut.exception()
+    assert type(exc) is TypeError
+    assert "plain_function_returning_int" in str(exc)
+    with pytest.raises(TypeError, match="plain_function_returning_int"):
+        await fut
+    lam_exc = lam.exception()
+    assert type(lam_exc) is TypeError
+    assert "<lambda>" in str(lam_exc)
+    assert await ok == 8
+
+
+async def test_partial_of_async_function_is_accepted() -> None:
+    """SPEC: functools.partial of an async function is accepted."""
+
+    async def add(a: int, b: int, *, c: int = 0) -> int:
+        return a + b + c
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(functools.partial(add, 1, c=100), 10)
+        assert await fut == 111
+
+
+async def test_object_with_async_call_is_accepted() -> None:
+    """SPEC: an object with `async def __call__` is accepted."""
+
+    class Doubler:
+        async def __call__(self, x: int) -> int:
+            await anyio.lowlevel.checkpoint()
+            return x * 2
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        assert await ex.submit(Doubler(), 21) == 42
+
+
+async def test_lambda_returning_coroutine_is_accepted() -> None:
+    """SPEC: a lambda returning a coroutine is accepted."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        assert await ex.submit(lambda x: double(x), 8) == 16
+
+
+async def test_callable_returning_generic_awaitable_is_accepted() -> None:
+    """SPEC: only a non-awaitable return is an error; any awaitable runs."""
+
+    class Awaitable:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+        def __await__(self) -> Generator[Any, None, int]:
+            return (yield from double(self.x).__await__())
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        assert await ex.submit(Awaitable, 5) == 10  # type: ignore[arg-type]
+
+
+async def test_bound_async_method_is_accepted() -> None:
+    """SPEC: any callable returning an awaitable; bound async methods too."""
+
+    class Service:
+        def __init__(self) -> None:
+            self.base = 100
+
+        async def add(self, x: int) -> int:
+            return self.base + x
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        assert await ex.submit(Service().add, 1) == 101
+
+
+# --------------------------------------------------------------------------
+# shutdown(): idempotence
+# --------------------------------------------------------------------------
+
+
+class Gate:
+    """A task body that reports it started, blocks until released, and
+    takes a few checkpoints (shielded) in its finally block."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.release = anyio.Event()
+        self.cleaned_up = False
+        self.finished = False
+
+    async def __call__(self, value: Any = "done") -> Any:
+        self.started.set()
+        try:
+            await self.release.wait()
+        finally:
+            # Clean-up that itself needs the loop: shutdown must wait for it.
+            with anyio.CancelScope(shield=True):
+                for _ in range(3):
+                    await anyio.lowlevel.checkpoint()
+            self.cleaned_up = True
+        self.finished = True
+        return value
+
+
+async def test_shutdown_is_idempotent_manual() -> None:
+    """SPEC: shutdown is idempotent."""
+    before = task_count()
+    ex = AsyncExecutor(max_workers=2)
+    assert await ex.submit(double, 1) == 2
+    await ex.shutdown()
+    await ex.shutdown()
+    await ex.shutdown(wait=False)
+    await ex.shutdown(cancel_futures=True)
+    assert task_count() == before
+    with pytest.raises(ExecutorShutdownError):
+        ex.submit(double, 1)
+
+
+async def test_shutdown_inside_and_after_async_with() -> None:
+    """SPEC: shutdown is idempotent, also combined with the `async with` exit."""
+    before = task_count()
+    async with AsyncExecutor(max_workers=2) as ex:
+        fut = ex.submit(double, 4)
+        await ex.shutdown()
+        assert fut.done()
+        await ex.shutdown()
+    await ex.shutdown()
+    assert await fut == 8
+    assert task_count() == before
+
+
+async def test_shutdown_of_never_started_executor() -> None:
+    """SPEC: shutting down an executor that never ran is fine, repeatedly."""
+    before = task_count()
+    ex = AsyncExecutor(max_workers=2)
+    await ex.shutdown()
+    await ex.shutdown(wait=False, cancel_futures=True)
+    assert task_count() == before
+
+
+async def test_concurrent_shutdown_calls_all_wait() -> None:
+    """SPEC: shutdown is idempotent: two concurrent wait=True calls both
+    return only once every task has finished."""
+    gate = Gate()
+    returned: list[int] = []
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(gate, "v")
+        await gate.started.wait()
+        async with anyio.create_task_group() as tg:
+
+            async def stop(i: int) -> None:
+                await ex.shutdown(wait=True)
+                assert fut.done()
+                returned.append(i)
+
+            tg.start_soon(stop, 1)
+            tg.start_soon(stop, 2)
+            await anyio.wait_all_tasks_blocked()
+            assert returned == []
+            gate.release.set()
+        assert sorted(returned) == [1, 2]
+    assert await fut == "v"
+
+
+# --------------------------------------------------------------------------
+# shutdown: wait=True
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_async_with", [True, False], ids=["async-with", "manual"])
+async def test_wait_true_returns_once_every_task_finished(use_async_with: bool) -> None:
+    """SPEC: shutdown(wait=True) returns once every task has finished,
+    queued ones included; nothing is cancelled."""
+    gates = [Gate() for _ in range(4)]
+    before = task_count()
+    ex = AsyncExecutor(max_workers=2)
+    returned = anyio.Event()
+
+    async def body() -> list[AsyncFuture[Any]]:
+        futs = [ex.submit(g, i) for i, g in enumerate(gates)]
+        async with anyio.create_task_group() as tg:
+
+            async def stop() -> None:
+                await ex.shutdown(wait=True)
+                returned.set()
+
+            tg.start_soon(stop)
+            for g in gates:
+                await anyio.wait_all_tasks_blocked()
+                assert not returned.is_set()
+                g.release.set()
+        assert [f.done() for f in futs] == [True] * 4
+        return futs
+
+    if use_async_with:
+        async with ex:
+            futs = await body()
+    else:
+        futs = await body()
+    assert returned.is_set()
+    assert [await f for f in futs] == [0, 1, 2, 3]
+    assert all(g.finished for g in gates)
+    assert task_count() == before
+
+
+# --------------------------------------------------------------------------
+# shutdown: cancel_futures=True
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_async_with", [True, False], ids=["async-with", "manual"])
+async def test_cancel_futures_cancels_queued_and_running(use_async_with: bool) -> None:
+    """SPEC: cancel_futures=True: queued futures are cancelled without
+    starting; running tasks are cancelled through their cancel scopes and
+    their futures end cancelled; with wait=True it returns only after their
+    finally blocks have run."""
+    before = task_count()
+    gates = [Gate() for _ in range(2)]
+    started: list[int] = []
+
+    async def record(i: int) -> None:
+        started.append(i)
+
+    ex = AsyncExecutor(max_workers=2)
+
+    async def body() -> tuple[list[AsyncFuture[Any]], list[AsyncFuture[Any]]]:
+        running = [ex.submit(g) for g in gates]
+        queued = [ex.submit(record, i) for i in range(5)]
+        for g in gates:
+            await g.started.wait()
+        await ex.shutdown(wait=True, cancel_futures=True)
+        assert [g.cleaned_up for g in gates] == [True, True]
+        assert [g.finished for g in gates] == [False, False]
+        return running, queued
+
+    if use_async_with:
+        async with ex:
+            running, queued = await body()
+    else:
+        running, queued = await body()
+    assert started == []
+    assert [f.cancelled() for f in running + queued] == [True] * 7
+    for fut in running + queued:
+        with pytest.raises(CancelledError):
+            await fut
+    with pytest.raises(ExecutorShutdownError):
+        ex.submit(double, 1)
+    assert task_count() == before
+
+
+async def test_cancel_futures_after_plain_shutdown_started() -> None:
+    """SPEC: idempotent shutdown; a later cancel_futures=True call still
+    cancels what an earlier graceful shutdown was waiting for."""
+    gate = Gate()
+    async with AsyncExecutor(max_workers=1) as ex:
+        running = ex.submit(gate)
+        queued = ex.submit(double, 1)
+        await gate.started.wait()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ex.shutdown)
+            await anyio.wait_all_tasks_blocked()
+            assert not running.done()
+            await ex.shutdown(cancel_futures=True)
+            assert running.cancelled()
+    assert queued.cancelled()
+    assert gate.cleaned_up
+
+
+async def test_cancel_futures_leaves_finished_futures_alone() -> None:
+    """SPEC: cancel_futures touches only outstanding work; finished futures
+    keep their results and exceptions."""
+
+    async def fail() -> None:
+        raise ValueError("kept")
+
+    gate = Gate()
+    async with AsyncExecutor(max_workers=1) as ex:
+        ok = ex.submit(double, 2)
+        bad = ex.submit(fail)
+        blocker = ex.submit(gate)
+        await gate.started.wait()
+        await ex.shutdown(cancel_futures=True)
+    assert await ok == 4
+    assert isinstance(bad.exception(), ValueError)
+    assert blocker.cancelled()
+
+
+# --------------------------------------------------------------------------
+# shutdown: wait=False
+# --------------------------------------------------------------------------
+
+
+async def test_wait_false_returns_at_once_and_async_with_exit_waits() -> None:
+    """SPEC: wait=False returns at once; the work goes on in the background;
+    the `async with` exit still waits for it."""
+    gate = Gate()
+    before = task_count()
+    async with AsyncExecutor(max_workers=1) as ex:
+        running = ex.submit(gate, "bg")
+        queued = ex.submit(double, 7)
+        await gate.started.wait()
+        # The gate is never released before this returns: waiting would hang
+        # (on the virtual clock the guard then fires at once).
+        with anyio.fail_after(5):
+            await ex.shutdown(wait=False)
+        assert not running.done()
+        assert running.running()
+        assert not queued.done()
+        with pytest.raises(ExecutorShutdownError):
+            ex.submit(double, 1)
+        gate.release.set()
+    assert await running == "bg"
+    assert await queued == 14
+    assert task_count() == before
+
+
+async def test_wait_false_with_cancel_futures_returns_at_once() -> None:
+    """SPEC: shutdown(wait=False, cancel_futures=True) (the guide's example)
+    returns at once; the exit waits for the cancelled tasks to unwind and
+    every future ends cancelled."""
+    gate = Gate()
+    started: list[int] = []
+
+    async def record() -> None:
+        started.append(1)
+
+    before = task_count()
+    async with AsyncExecutor(max_workers=1) as ex:
+        running = ex.submit(gate)
+        queued = ex.submit(record)
+        await gate.started.wait()
+        with anyio.fail_after(5):
+            await ex.shutdown(wait=False, cancel_futures=True)
+        assert queued.cancelled()
+    assert gate.cleaned_up
+    assert running.cancelled()
+    assert started == []
+    assert task_count() == before
+
+
+async def test_wait_false_then_wait_true_manual() -> None:
+    """SPEC: manual use: after shutdown(wait=False) the work goes on; a later
+    shutdown() (wait=True) waits for it."""
+    gate = Gate()
+    before = task_count()
+    ex = AsyncExecutor(max_workers=1)
+    fut = ex.submit(gate, "later")
+    await gate.started.wait()
+    with anyio.fail_after(5):
+        await ex.shutdown(wait=False)
+    assert fut.running()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ex.shutdown)
+        await anyio.wait_all_tasks_blocked()
+        assert not fut.done()
+        gate.release.set()
+    assert await fut == "later"
+    assert task_count() == before
+
+
+# --------------------------------------------------------------------------
+# shutdown: the max_workers=1 self-deadlock
+# --------------------------------------------------------------------------
+
+
+def _deadlocking(ex: AsyncExecutor, log: list[str], box: list[AsyncFuture[Any]]) -> Any:
+    async def inner() -> str:
+        log.append("inner ran")
+        return "inner"
+
+    async def outer() -> str:
+        log.append("outer started")
+        fut = ex.submit(inner)
+        box.append(fut)
+        try:
+            return await fut.result()  # never: the only worker is ours
+        finally:
+            log.append("outer cleaned up")
+
+    return outer
+
+
+async def test_self_deadlock_broken_by_shutdown_cancel_futures() -> None:
+    """SPEC: a task awaiting a task of its own max_workers=1 executor
+    deadlocks; shutdown(cancel_futures=True) must still break it."""
+    log: list[str] = []
+    box: list[AsyncFuture[Any]] = []
+    before = task_count()
+    async with AsyncExecutor(max_workers=1) as ex:
+        outer = ex.submit(_deadlocking(ex, log, box))
+        await anyio.wait_all_tasks_blocked()
+        assert log == ["outer started"]
+        assert not outer.done()
+        with anyio.fail_after(5):  # a hang would be the bug
+            await ex.shutdown(cancel_futures=True)
+    assert log == ["outer started", "outer cleaned up"]
+    assert outer.cancelled()
+    assert box[0].cancelled()
+    assert task_count() == before
+
+
+async def test_self_deadlock_broken_by_outer_cancellation() -> None:
+    """SPEC: the max_workers=1 self-deadlock is broken by outer cancellation
+    (here: a cancel scope around the `async with`, cancelled while its exit
+    waits for the deadlocked work)."""
+    log: list[str] = []
+    box: list[AsyncFuture[Any]] = []
+    futs: list[AsyncFuture[Any]] = []
+    before = task_count()
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            async with AsyncExecutor(max_workers=1) as ex:
+                futs.append(ex.submit(_deadlocking(ex, log, box)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await anyio.wait_all_tasks_blocked()
+        assert log == ["outer started"]
+        scope.cancel()
+    assert scope.cancelled_caught
+    assert log == ["outer started", "outer cleaned up"]
+    assert futs[0].cancelled()
+    assert box[0].cancelled()
+    assert task_count() == before
+
+
+@pytest.mark.virtual_time
+class TestShutdownInVirtualTime:
+    """Exact elapsed times on asyncio (async_solipsism) and trio (MockClock)."""
+
+    async def test_self_deadlock_broken_by_move_on_after(self) -> None:
+        """SPEC: outer cancellation by a deadline breaks the deadlock exactly
+        at the deadline."""
+        log: list[str] = []
+        box: list[AsyncFuture[Any]] = []
+        start = anyio.current_time()
+        with anyio.move_on_after(7) as scope:
+            async with AsyncExecutor(max_workers=1) as ex:
+                outer = ex.submit(_deadlocking(ex, log, box))
+        assert scope.cancelled_caught
+        assert anyio.current_time() - start == pytest.approx(7, abs=1e-9)
+        assert outer.cancelled()
+        assert box[0].cancelled()
+
+    async def test_wait_true_returns_when_the_last_task_ends(self) -> None:
+        """SPEC: shutdown(wait=True) returns once every task has finished: at
+        the virtual time the slowest one ends, not before."""
+
+        async def nap(t: float) -> float:
+            await anyio.sleep(t)
+            return t
+
+        ex = AsyncExecutor(max_workers=2)
+        start = anyio.current_time()
+        futs = [ex.submit(nap, t) for t in (3, 1, 4, 2)]
+        await ex.shutdown(wait=True)
+        # Two workers: 3 | 1 then 4 (ends at 5) | 2 (ends at 5)... slot
+        # timeline: w1: 3 -> 2 (ends 5); w2: 1 -> 4 (ends 5).
+        assert anyio.current_time() - start == pytest.approx(5, abs=1e-9)
+        assert [await f for f in futs] == [3, 1, 4, 2]
+
+    async def test_wait_false_takes_no_time(self) -> None:
+        """SPEC: wait=False returns at once (no virtual time passes)."""
+
+        async def nap() -> None:
+            await anyio.sleep(10)
+
+        async with AsyncExecutor(max_workers=1) as ex:
+            fut = ex.submit(nap)
+            start = anyio.current_time()
+            await ex.shutdown(wait=False)
+            assert anyio.current_time() == start
+        assert fut.done()
+        assert anyio.current_time() - start == pytest.approx(10, abs=1e-9)
+
+
+# --------------------------------------------------------------------------
+# shutdown: no leaked tasks
+# --------------------------------------------------------------------------
+
+
+async def test_no_task_leaked_after_block_exception() -> None:
+    """SPEC: no task started by an executor outlives it, also when the block
+    raises with work outstanding."""
+    gate = Gate()
+    before = task_count()
+
+    async def run() -> None:
+        async with AsyncExecutor(max_workers=3) as ex:
+            for _ in range(5):
+                ex.submit(gate)
+            await gate.started.wait()
+            raise KeyError("block")
+
+    with pytest.raises(KeyError):
+        await run()
+    assert gate.cleaned_up
+    assert task_count() == before
+
+
+async def test_no_task_leaked_after_manual_cancel_futures() -> None:
+    """SPEC: manual use: after shutdown(cancel_futures=True) returns, no task
+    of the executor is left running."""
+    gate = Gate()
+    before = task_count()
+    ex = AsyncExecutor(max_workers=3)
+    for _ in range(6):
+        ex.submit(gate)
+    await gate.started.wait()
+    assert task_count() > before
+    await ex.shutdown(cancel_futures=True)
+    assert task_count() == before

@@ -57,3 +57,42 @@ async def test_an_executor_without_work_holds_no_task() -> None:
         await anyio.wait_all_tasks_blocked()
         assert len(anyio.get_running_tasks()) == idle
         assert await future == 42
+
+
+async def test_single_worker_starts_tasks_in_submission_order() -> None:
+    """SPEC: tasks start in submission order."""
+    started: list[int] = []
+
+    async def work(i: int) -> None:
+        started.append(i)
+        await anyio.lowlevel.checkpoint()
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        for i in range(30):
+            ex.submit(work, i)
+    assert started == list(range(30))
+
+
+async def test_freed_worker_takes_the_oldest_queued_task() -> None:
+    """SPEC: tasks start in submission order: with 3 workers, each freed slot
+    goes to the earliest submission still queued."""
+    releases = [anyio.Event() for _ in range(8)]
+    started: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        await releases[i].wait()
+        return i
+
+    async with AsyncExecutor(max_workers=3) as ex:
+        futs = [ex.submit(work, i) for i in range(8)]
+        await anyio.wait_all_tasks_blocked()
+        assert sorted(started) == [0, 1, 2]
+        for finished, expected in [(1, 3), (0, 4), (3, 5), (2, 6), (4, 7)]:
+            releases[finished].set()
+            await anyio.wait_all_tasks_blocked()
+            assert started[-1] == expected
+            assert sorted(started) == list(range(expected + 1))
+        for ev in releases:
+            ev.set()
+    assert [await f for f in futs] == list(range(8))
