@@ -10,6 +10,7 @@ regression names itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import weakref
@@ -469,7 +470,7 @@ async def test_a_crash_comes_out_of_an_async_with_left_from_another_task(
         futures.append(ex.submit(release.wait))  # queued: must not be waited for
         await anyio.wait_all_tasks_blocked()
 
-    ex, outcome = await _enter_then_exit_elsewhere(body)
+    _, outcome = await _enter_then_exit_elsewhere(body)
     assert isinstance(outcome, Crash)
     assert all(f.cancelled() for f in futures)
 
@@ -664,11 +665,8 @@ async def test_a_failed_future_and_what_it_held_die_by_refcount(how: str) -> Non
             future = ex.submit(fail, payload, **options)
             refs["future"] = weakref.ref(future)
             del payload
-            with anyio.fail_after(hang_guard()):
-                try:
-                    await future
-                except expected:
-                    pass
+            with anyio.fail_after(hang_guard()), contextlib.suppress(expected):
+                await future
             del future
             assert {name: ref() is None for name, ref in refs.items()} == dict.fromkeys(
                 refs, True

@@ -518,7 +518,7 @@ class Model(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.open_blocks()))
     @rule(
         choice=st.integers(0, 1),
-        kinds=st.lists(st.sampled_from(JOB_KINDS[:3] + ("hang_timeout",)), max_size=8),
+        kinds=st.lists(st.sampled_from((*JOB_KINDS[:3], "hang_timeout")), max_size=8),
         options=options_strategy,
         call=st.sampled_from(["map", "ordered", "unordered"]),
         ending=st.sampled_from(["complete", "deadline", "break", "consumer_cancelled"]),
@@ -689,10 +689,8 @@ class Model(RuleBasedStateMachine):
         block.shutting_down = True
 
         async def do() -> None:
-            try:
+            with contextlib.suppress(Crash):
                 await block.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
-            except Crash:
-                pass
 
         self.portal.start_task_soon(do)
         self.portal.call(anyio.wait_all_tasks_blocked)
@@ -816,15 +814,15 @@ def future_problems(
         # True wins" (docs: Cancellation).
         if last is not None and last.ended == "cleanup_raised":
             problems.append(f"{where}: cancelled, but its last attempt {last.ended}")
+        # Cancelled while backing off before a retry is fine; a final
+        # failure must not turn into "cancelled".
         if (
             last is not None
             and last.ended == "raised"
             and isinstance(last.error, Exception)
+            and len(job.attempts) > job.retries
         ):
-            # Cancelled while backing off before a retry is fine; a final
-            # failure must not turn into "cancelled".
-            if len(job.attempts) > job.retries:
-                problems.append(f"{where}: cancelled, but it failed for good")
+            problems.append(f"{where}: cancelled, but it failed for good")
         return problems
     error = future.exception()
     if error is None:
@@ -876,11 +874,12 @@ def map_problems(call: MapCall, block: Block) -> list[str]:
                 problems.append(f"{where}: broke out with {call.results}")
         elif sorted(call.results) != sorted(values):
             problems.append(f"{where}: results {call.results} for {values}")
-    if (outcome is not None or call.ending == "break") and not call.input_closed:
-        if call.jobs:
-            problems.append(
-                f"{where}: stopped early ({outcome!r}) without closing input"
-            )
+    if (
+        (outcome is not None or call.ending == "break")
+        and not call.input_closed
+        and call.jobs
+    ):
+        problems.append(f"{where}: stopped early ({outcome!r}) without closing input")
     for job in call.jobs:
         if job.in_attempt:
             problems.append(f"{where}: job {job.number} still in an attempt")
