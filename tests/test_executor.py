@@ -1,7 +1,9 @@
-"""AsyncExecutor: construction, ``async with`` semantics, loop binding.
+"""AsyncExecutor: construction, ``async with``, loop binding, submit, shutdown.
 
-SPEC sections pinned here: "AsyncExecutor(max_workers=...)", the
-structured-concurrency ground rule, and "What tasks raise" (BaseException).
+The rules pinned here are stated in docs/semantics.md, "Shutdown" (the end of
+an ``async with`` block, ``shutdown()``, manual use, one executor per loop),
+"Exceptions" (a task's BaseException, misuse) and "Deadlock on a full pool",
+and in docs/guide.md, "Creating an executor" and "Submitting work".
 """
 
 from __future__ import annotations
@@ -49,38 +51,48 @@ async def double(x: int) -> int:
 
 
 def test_construct_needs_no_running_loop() -> None:
-    """SPEC: constructing an executor needs no running event loop."""
+    """Constructing an executor needs no running event loop (docs/guide.md,
+    "Creating an executor")."""
     ex = AsyncExecutor(max_workers=3)
     assert ex.max_workers == 3
 
 
 def test_default_max_workers_is_5() -> None:
-    """API decision: default max_workers=5 (AntFlow 0.10's default)."""
+    """max_workers defaults to 5, as in AntFlow 0.10 (docs/guide.md,
+    "Creating an executor"; docs/semantics.md, "Differences")."""
     assert AsyncExecutor().max_workers == 5
 
 
 def test_max_workers_one_is_valid() -> None:
-    """SPEC: max_workers is an int >= 1; 1 is the smallest valid value."""
+    """max_workers is an int of at least 1; 1 is the smallest valid value
+    (docs/guide.md, "Creating an executor")."""
     assert AsyncExecutor(max_workers=1).max_workers == 1
 
 
 @pytest.mark.parametrize("value", [0, -1, -100])
 def test_max_workers_below_one_is_valueerror(value: int) -> None:
-    """SPEC: 0 or negative -> ValueError("max_workers must be at least 1")."""
+    """0 or a negative max_workers is a ValueError (docs/guide.md,
+    "Creating an executor"). The exact message,
+    "max_workers must be at least 1", is not stated in docs/."""
     with pytest.raises(ValueError, match=r"^max_workers must be at least 1$"):
         AsyncExecutor(max_workers=value)
 
 
 @pytest.mark.parametrize("value", [True, False, 1.0, 2.5, "3", None, [2]])
 def test_max_workers_non_int_is_typeerror(value: Any) -> None:
-    """SPEC: a non-int max_workers (bool included) raises TypeError naming it."""
+    """A max_workers that is not an int (a float, a bool, ...) raises
+    TypeError naming it (docs/guide.md, "Creating an executor";
+    docs/semantics.md, "Exceptions")."""
     with pytest.raises(TypeError, match="max_workers"):
         AsyncExecutor(max_workers=value)
 
 
 def test_submit_without_running_loop_is_runtimeerror() -> None:
-    """SPEC: submit starts workers "from inside a running loop"; with no loop
-    at all the misuse must be a clear RuntimeError, not a silent no-op."""
+    """The first submit starts the executor
+    "from inside a running event loop" (docs/semantics.md, "Shutdown",
+    "Without async with"); with no loop at all the misuse is a RuntimeError,
+    not a silent no-op (docs/api.md, AsyncExecutor.submit:
+    "RuntimeError: called outside the executor's event loop")."""
     ex = AsyncExecutor(max_workers=1)
     with pytest.raises(RuntimeError):
         ex.submit(double, 1)
@@ -92,7 +104,8 @@ def test_submit_without_running_loop_is_runtimeerror() -> None:
 
 
 async def test_async_with_returns_the_executor() -> None:
-    """SPEC: `async with AsyncExecutor(...) as ex` gives the executor itself."""
+    """`async with AsyncExecutor(...) as ex` gives the executor itself
+    (docs/guide.md, "Creating an executor")."""
     ex = AsyncExecutor(max_workers=2)
     async with ex as entered:
         assert entered is ex
@@ -102,8 +115,9 @@ async def test_async_with_returns_the_executor() -> None:
 
 
 async def test_exit_waits_for_every_task() -> None:
-    """SPEC: a normal exit waits until the executor is idle; every future it
-    handed out is final afterwards and every task has finished."""
+    """A normal exit waits until the executor is idle; every future it handed
+    out is final afterwards and every task has finished (docs/semantics.md,
+    "Shutdown"; "The life of a task")."""
     finished: list[int] = []
 
     async def work(i: int) -> int:
@@ -124,8 +138,8 @@ async def test_exit_waits_for_every_task() -> None:
 
 
 async def test_exit_waits_for_work_submitted_while_draining() -> None:
-    """SPEC: like a nursery, tasks still running may submit more work while
-    the block drains, and that work is waited for too."""
+    """Running tasks may submit more work while the block drains, and that
+    work is waited for too (docs/semantics.md, "Shutdown")."""
     go = anyio.Event()
     log: list[str] = []
 
@@ -166,7 +180,8 @@ async def test_exit_waits_for_work_submitted_while_draining() -> None:
 
 
 async def test_exit_with_all_slots_busy_and_deep_queue() -> None:
-    """SPEC: draining covers queued (not yet started) work as well."""
+    """Draining covers queued (not yet started) work as well
+    (docs/semantics.md, "Shutdown")."""
     async with AsyncExecutor(max_workers=1) as ex:
         futs = [ex.submit(double, i) for i in range(50)]
     assert [f.done() for f in futs] == [True] * 50
@@ -174,8 +189,8 @@ async def test_exit_with_all_slots_busy_and_deep_queue() -> None:
 
 
 async def test_failed_task_does_not_disturb_exit() -> None:
-    """SPEC: an Exception from a task is stored in its future and never
-    disturbs the executor or its other tasks."""
+    """An Exception from a task is stored in its future and never disturbs
+    the executor or its other tasks (docs/semantics.md, "Exceptions")."""
 
     async def fail() -> None:
         await anyio.lowlevel.checkpoint()
@@ -189,8 +204,9 @@ async def test_failed_task_does_not_disturb_exit() -> None:
 
 
 async def test_block_exception_propagates_unchanged_and_cancels_work() -> None:
-    """SPEC: if the block raises, outstanding work is cancelled and the
-    block's own exception propagates unchanged, not as an ExceptionGroup."""
+    """If the block raises, outstanding work is cancelled and the block's own
+    exception propagates unchanged, not as an ExceptionGroup
+    (docs/semantics.md, "Shutdown")."""
     started = anyio.Event()
     cleaned_up: list[str] = []
     ran: list[str] = []
@@ -227,8 +243,9 @@ async def test_block_exception_propagates_unchanged_and_cancels_work() -> None:
 
 
 async def test_block_exception_wins_over_a_stored_task_exception() -> None:
-    """SPEC: the block's exception propagates unchanged even when a task has
-    failed (a task's Exception lives in its future, not in the exit)."""
+    """The block's exception propagates unchanged even when a task has
+    failed: a task's Exception lives in its future, not in the exit
+    (docs/semantics.md, "Shutdown"; "Exceptions")."""
 
     async def fail() -> None:
         raise ValueError("task")
@@ -251,7 +268,8 @@ async def test_block_exception_wins_over_a_stored_task_exception() -> None:
 
 
 async def test_block_raising_before_any_submit() -> None:
-    """SPEC: the block's exception propagates unchanged with no work at all."""
+    """The block's exception propagates unchanged with no work at all
+    (docs/semantics.md, "Shutdown")."""
     boom = Boom()
     with pytest.raises(Boom) as info:
         async with AsyncExecutor(max_workers=2):
@@ -260,9 +278,9 @@ async def test_block_raising_before_any_submit() -> None:
 
 
 async def test_outer_cancellation_inside_block() -> None:
-    """SPEC: if the block is cancelled, outstanding work is cancelled, the
-    cancellation propagates (caught by the outer scope, not wrapped) and every
-    future is final."""
+    """If the block is cancelled, outstanding work is cancelled, the
+    cancellation propagates (caught by the outer scope, not wrapped) and
+    every future is final (docs/semantics.md, "Shutdown"; "Cancellation")."""
     started = anyio.Event()
     cleaned_up: list[str] = []
 
@@ -287,8 +305,9 @@ async def test_outer_cancellation_inside_block() -> None:
 
 
 async def test_outer_cancellation_while_exit_is_draining() -> None:
-    """SPEC: a cancellation arriving while the exit waits for idle cancels the
-    outstanding work; the exit returns with every future final."""
+    """A cancellation arriving while the exit waits for idle cancels the
+    outstanding work; the exit returns with every future final
+    (docs/semantics.md, "Shutdown"; "Cancellation")."""
     started = anyio.Event()
     cleaned_up: list[str] = []
     futs: list[AsyncFuture[Any]] = []
@@ -329,7 +348,8 @@ async def test_outer_cancellation_while_exit_is_draining() -> None:
 
 
 async def test_reentering_after_exit_is_runtimeerror() -> None:
-    """SPEC: an executor is single-use; entering it again raises RuntimeError."""
+    """An executor is used once: entering it again raises RuntimeError
+    (docs/semantics.md, "Shutdown", "One executor, one loop, one use")."""
     ex = AsyncExecutor(max_workers=1)
     async with ex:
         pass
@@ -339,8 +359,9 @@ async def test_reentering_after_exit_is_runtimeerror() -> None:
 
 
 async def test_entering_twice_nested_is_runtimeerror() -> None:
-    """SPEC: entering an executor twice raises RuntimeError; the first entry
-    keeps working."""
+    """Entering an executor twice raises RuntimeError; the first entry keeps
+    working (docs/semantics.md, "Shutdown",
+    "One executor, one loop, one use")."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(RuntimeError):
             async with ex:
@@ -349,7 +370,8 @@ async def test_entering_twice_nested_is_runtimeerror() -> None:
 
 
 async def test_entering_after_manual_shutdown_is_runtimeerror() -> None:
-    """SPEC: single-use: an executor that was shut down cannot be entered."""
+    """An executor that was shut down cannot be entered (docs/semantics.md,
+    "Shutdown", "One executor, one loop, one use")."""
     ex = AsyncExecutor(max_workers=1)
     await ex.shutdown()
     with pytest.raises(RuntimeError):
@@ -383,8 +405,9 @@ async def _exit_guard(scope: anyio.CancelScope) -> None:
 async def test_submit_from_another_event_loop_is_runtimeerror(
     anyio_backend_name: str,
 ) -> None:
-    """SPEC: an executor is bound to the loop that started it; submit from
-    another loop (another thread running its own anyio.run) is RuntimeError."""
+    """An executor belongs to the loop that started it; submit from another
+    loop (another thread running its own anyio.run) is a RuntimeError
+    (docs/semantics.md, "Shutdown", "One executor, one loop, one use")."""
 
     async def use() -> None:
         ex.submit(double, 1)
@@ -404,8 +427,9 @@ async def test_submit_from_another_event_loop_is_runtimeerror(
 async def test_shutdown_from_another_event_loop_is_runtimeerror(
     anyio_backend_name: str,
 ) -> None:
-    """SPEC: using the executor from another loop raises RuntimeError; that
-    covers `await shutdown()`, which must neither hang nor shut it down."""
+    """Using the executor from another loop raises RuntimeError; that covers
+    `await shutdown()`, which must neither hang nor shut it down
+    (docs/semantics.md, "Shutdown", "One executor, one loop, one use")."""
 
     async def use() -> None:
         await ex.shutdown()
@@ -423,8 +447,9 @@ async def test_shutdown_from_another_event_loop_is_runtimeerror(
 async def test_enter_from_another_event_loop_is_runtimeerror(
     anyio_backend_name: str,
 ) -> None:
-    """SPEC: entering a started executor again, here from another loop, is a
-    RuntimeError."""
+    """Entering a started executor again, here from another loop, is a
+    RuntimeError (docs/semantics.md, "Shutdown",
+    "One executor, one loop, one use")."""
 
     async def use() -> None:
         async with ex:
@@ -446,9 +471,9 @@ async def test_enter_from_another_event_loop_is_runtimeerror(
 
 
 async def test_manual_use_submit_starts_and_shutdown_stops() -> None:
-    """SPEC "Manual Shutdown": submit from inside a running loop starts the
-    workers; `await shutdown()` stops them; works on every backend and leaves
-    no task behind."""
+    """Without `async with`, submit from inside a running loop starts the
+    executor and `await shutdown()` stops it, on every backend, leaving no
+    task behind (docs/semantics.md, "Shutdown", "Without async with")."""
     before = len(anyio.get_running_tasks())
     ex = AsyncExecutor(max_workers=3)
     futs = [ex.submit(double, i) for i in range(10)]
@@ -460,7 +485,8 @@ async def test_manual_use_submit_starts_and_shutdown_stops() -> None:
 
 
 async def test_manual_shutdown_waits_for_outstanding_work() -> None:
-    """SPEC: manual use; shutdown(wait=True) returns once every task finished."""
+    """Manual use: shutdown(wait=True) returns once every task has finished
+    (docs/semantics.md, "Shutdown")."""
     before = len(anyio.get_running_tasks())
     release = anyio.Event()
 
@@ -481,7 +507,8 @@ async def test_manual_shutdown_waits_for_outstanding_work() -> None:
 
 
 async def test_manual_use_stores_task_exceptions() -> None:
-    """SPEC: manual mode keeps the same failure semantics as `async with`."""
+    """In manual use a task's exception is stored in its future, as with
+    `async with` (docs/semantics.md, "Exceptions")."""
 
     async def fail() -> None:
         raise Boom("manual")
@@ -495,7 +522,9 @@ async def test_manual_use_stores_task_exceptions() -> None:
 
 
 async def test_async_with_leaves_no_task_behind() -> None:
-    """SPEC: no task started by an executor outlives it."""
+    """No task started by an executor outlives it (docs/semantics.md,
+    "Shutdown": "An executor with no work holds no task"; docs/index.md,
+    "What you get")."""
     before = len(anyio.get_running_tasks())
     async with AsyncExecutor(max_workers=4) as ex:
         for i in range(10):
@@ -510,9 +539,10 @@ async def test_async_with_leaves_no_task_behind() -> None:
 
 
 async def test_task_baseexception_propagates_and_every_future_ends_final() -> None:
-    """SPEC: a BaseException that is not an Exception is never stored as a
-    result: it propagates through the executor, the other work is cancelled,
-    and every future still ends in a final state."""
+    """A BaseException that is not an Exception is never stored as a result:
+    it stops the executor, the other work is cancelled, every future ends
+    final, and the task's own future ends cancelled (docs/semantics.md,
+    "Exceptions")."""
     started = anyio.Event()
     cleaned_up: list[str] = []
     ran: list[str] = []
@@ -558,9 +588,9 @@ async def test_task_baseexception_propagates_and_every_future_ends_final() -> No
 
 
 async def test_task_baseexception_cancels_the_waiting_block() -> None:
-    """SPEC: a task's BaseException propagates out of `async with` even while
-    the block is still waiting on another future (the waiter is not left
-    hanging)."""
+    """A task's BaseException propagates out of `async with` even while the
+    block is still waiting on another future: the waiter is not left hanging
+    (docs/semantics.md, "Exceptions")."""
     fatal = Fatal("boom")
 
     async def explode() -> None:
@@ -589,8 +619,9 @@ async def test_task_baseexception_cancels_the_waiting_block() -> None:
 
 
 def test_exception_tree() -> None:
-    """SPEC "Public names": ExecutorShutdownError is an AntFlowError and a
-    RuntimeError; CancelledError is concurrent.futures' and an Exception."""
+    """ExecutorShutdownError is an AntFlowError and a RuntimeError;
+    CancelledError is concurrent.futures' and an Exception
+    (docs/semantics.md, "Exceptions", the exception tree)."""
     import concurrent.futures
 
     assert issubclass(ExecutorShutdownError, AntFlowError)
@@ -606,8 +637,9 @@ def test_exception_tree() -> None:
 
 
 async def test_submit_is_synchronous_and_returns_a_future() -> None:
-    """SPEC: submit is synchronous, never blocks and returns at once, even
-    with every worker busy and a long queue behind them."""
+    """submit is a plain method that never blocks and returns its future at
+    once, even with every worker busy and a long queue behind them
+    (docs/guide.md, "Submitting work")."""
     release = anyio.Event()
     gauge = Gauge()
     async with AsyncExecutor(max_workers=1) as ex:
@@ -621,8 +653,9 @@ async def test_submit_is_synchronous_and_returns_a_future() -> None:
 
 
 async def test_args_and_kwargs_reach_fn_and_fn_is_positional_only() -> None:
-    """SPEC: submit(fn, /, *args, ..., **kwargs): fn is positional-only, so a
-    keyword named `fn` is passed through to the function."""
+    """Keyword arguments go to fn, except antflow's own options
+    (docs/guide.md, "Submitting work"): fn is positional-only, so a keyword
+    named `fn` is passed through to the function."""
 
     async def echo(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         return args, kwargs
@@ -638,8 +671,8 @@ async def test_args_and_kwargs_reach_fn_and_fn_is_positional_only() -> None:
 
 
 async def test_submit_after_async_with_exit_raises_shutdown_error() -> None:
-    """SPEC: after shutdown has begun, submit raises ExecutorShutdownError
-    (an AntFlowError and a RuntimeError)."""
+    """After shutdown has begun, submit raises ExecutorShutdownError, an
+    AntFlowError and a RuntimeError (docs/semantics.md, "Shutdown")."""
     calls: list[int] = []
 
     async def record() -> None:
@@ -655,7 +688,8 @@ async def test_submit_after_async_with_exit_raises_shutdown_error() -> None:
 
 
 async def test_submit_after_manual_shutdown_raises() -> None:
-    """SPEC: submit after `await shutdown()` raises ExecutorShutdownError."""
+    """submit after `await shutdown()` raises ExecutorShutdownError
+    (docs/semantics.md, "Shutdown")."""
     ex = AsyncExecutor(max_workers=1)
     assert await ex.submit(double, 1) == 2
     await ex.shutdown()
@@ -664,7 +698,8 @@ async def test_submit_after_manual_shutdown_raises() -> None:
 
 
 async def test_submit_after_shutdown_of_never_started_executor() -> None:
-    """SPEC: shutdown on an executor that never ran still makes submit raise."""
+    """shutdown() on an executor that never ran still makes submit raise
+    (docs/semantics.md, "Shutdown": "From the first call on")."""
     ex = AsyncExecutor(max_workers=1)
     await ex.shutdown()
     with pytest.raises(ExecutorShutdownError):
@@ -672,8 +707,8 @@ async def test_submit_after_shutdown_of_never_started_executor() -> None:
 
 
 async def test_submit_while_shutdown_waits_raises() -> None:
-    """SPEC: from shutdown's first call on, submit raises, even while it is
-    still waiting for running work."""
+    """From shutdown's first call on, submit raises, even while it is still
+    waiting for running work (docs/semantics.md, "Shutdown")."""
     release = anyio.Event()
     gauge = Gauge()
     ex = AsyncExecutor(max_workers=1)
@@ -695,7 +730,8 @@ async def test_submit_while_shutdown_waits_raises() -> None:
 
 @pytest.mark.parametrize("fn", [42, "double", None, b"x", [double]])
 async def test_non_callable_fn_is_typeerror_at_submit(fn: Any) -> None:
-    """SPEC: fn not callable -> TypeError at submit, naming the argument."""
+    """A fn that is not callable is a TypeError at submit, naming the
+    argument (docs/guide.md, "Errors"; docs/semantics.md, "Exceptions")."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(TypeError, match=r"\bfn\b"):
             ex.submit(fn)
@@ -703,8 +739,9 @@ async def test_non_callable_fn_is_typeerror_at_submit(fn: Any) -> None:
 
 
 async def test_coroutine_object_is_typeerror_and_is_closed() -> None:
-    """SPEC: a coroutine object instead of a function is a TypeError at submit,
-    and the coroutine is closed so no "never awaited" warning follows."""
+    """A coroutine object instead of a function is a TypeError at submit, and
+    the coroutine is closed so no "never awaited" warning follows
+    (docs/guide.md, "Submitting work")."""
     async with AsyncExecutor(max_workers=1) as ex:
         coro = double(3)
         with pytest.raises(TypeError):
@@ -722,8 +759,9 @@ def plain_function_returning_int(x: int) -> int:
 
 
 async def test_non_awaitable_return_fails_future_naming_the_function() -> None:
-    """SPEC: fn(*args) returning a non-awaitable: the future fails with a
-    TypeError that names the function; other work is undisturbed."""
+    """fn(*args) returning something not awaitable fails the future with a
+    TypeError naming the function; other work is undisturbed (docs/guide.md,
+    "Errors")."""
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(plain_function_returning_int, 5)  # type: ignore[arg-type]
         lam = ex.submit(lambda: 7)  # type: ignore[arg-type,return-value]
@@ -740,7 +778,8 @@ async def test_non_awaitable_return_fails_future_naming_the_function() -> None:
 
 
 async def test_partial_of_async_function_is_accepted() -> None:
-    """SPEC: functools.partial of an async function is accepted."""
+    """A functools.partial of an async function is accepted (docs/guide.md,
+    "Submitting work")."""
 
     async def add(a: int, b: int, *, c: int = 0) -> int:
         return a + b + c
@@ -751,7 +790,8 @@ async def test_partial_of_async_function_is_accepted() -> None:
 
 
 async def test_object_with_async_call_is_accepted() -> None:
-    """SPEC: an object with `async def __call__` is accepted."""
+    """An object with `async def __call__` is accepted (docs/guide.md,
+    "Submitting work")."""
 
     class Doubler:
         async def __call__(self, x: int) -> int:
@@ -763,13 +803,15 @@ async def test_object_with_async_call_is_accepted() -> None:
 
 
 async def test_lambda_returning_coroutine_is_accepted() -> None:
-    """SPEC: a lambda returning a coroutine is accepted."""
+    """A lambda returning a coroutine is accepted: any callable that returns
+    an awaitable (docs/guide.md, "Submitting work")."""
     async with AsyncExecutor(max_workers=1) as ex:
         assert await ex.submit(lambda x: double(x), 8) == 16
 
 
 async def test_callable_returning_generic_awaitable_is_accepted() -> None:
-    """SPEC: only a non-awaitable return is an error; any awaitable runs."""
+    """Any callable that returns an awaitable runs, not only coroutines
+    (docs/guide.md, "Submitting work")."""
 
     class Awaitable:
         def __init__(self, x: int) -> None:
@@ -783,7 +825,8 @@ async def test_callable_returning_generic_awaitable_is_accepted() -> None:
 
 
 async def test_bound_async_method_is_accepted() -> None:
-    """SPEC: any callable returning an awaitable; bound async methods too."""
+    """Any callable that returns an awaitable; bound async methods too
+    (docs/guide.md, "Submitting work")."""
 
     class Service:
         def __init__(self) -> None:
@@ -826,7 +869,7 @@ class Gate:
 
 
 async def test_shutdown_is_idempotent_manual() -> None:
-    """SPEC: shutdown is idempotent."""
+    """shutdown is idempotent (docs/semantics.md, "Shutdown")."""
     before = task_count()
     ex = AsyncExecutor(max_workers=2)
     assert await ex.submit(double, 1) == 2
@@ -840,7 +883,8 @@ async def test_shutdown_is_idempotent_manual() -> None:
 
 
 async def test_shutdown_inside_and_after_async_with() -> None:
-    """SPEC: shutdown is idempotent, also combined with the `async with` exit."""
+    """shutdown is idempotent, also combined with the `async with` exit
+    (docs/semantics.md, "Shutdown")."""
     before = task_count()
     async with AsyncExecutor(max_workers=2) as ex:
         fut = ex.submit(double, 4)
@@ -853,7 +897,8 @@ async def test_shutdown_inside_and_after_async_with() -> None:
 
 
 async def test_shutdown_of_never_started_executor() -> None:
-    """SPEC: shutting down an executor that never ran is fine, repeatedly."""
+    """Shutting down an executor that never ran is fine, repeatedly
+    (docs/semantics.md, "Shutdown": idempotent)."""
     before = task_count()
     ex = AsyncExecutor(max_workers=2)
     await ex.shutdown()
@@ -862,8 +907,8 @@ async def test_shutdown_of_never_started_executor() -> None:
 
 
 async def test_concurrent_shutdown_calls_all_wait() -> None:
-    """SPEC: shutdown is idempotent: two concurrent wait=True calls both
-    return only once every task has finished."""
+    """shutdown is idempotent: two concurrent wait=True calls both return
+    only once every task has finished (docs/semantics.md, "Shutdown")."""
     gate = Gate()
     returned: list[int] = []
     async with AsyncExecutor(max_workers=1) as ex:
@@ -892,8 +937,8 @@ async def test_concurrent_shutdown_calls_all_wait() -> None:
 
 @pytest.mark.parametrize("use_async_with", [True, False], ids=["async-with", "manual"])
 async def test_wait_true_returns_once_every_task_finished(use_async_with: bool) -> None:
-    """SPEC: shutdown(wait=True) returns once every task has finished,
-    queued ones included; nothing is cancelled."""
+    """shutdown(wait=True) returns once every task has finished, queued ones
+    included; nothing is cancelled (docs/semantics.md, "Shutdown")."""
     gates = [Gate() for _ in range(4)]
     before = task_count()
     ex = AsyncExecutor(max_workers=2)
@@ -933,10 +978,10 @@ async def test_wait_true_returns_once_every_task_finished(use_async_with: bool) 
 
 @pytest.mark.parametrize("use_async_with", [True, False], ids=["async-with", "manual"])
 async def test_cancel_futures_cancels_queued_and_running(use_async_with: bool) -> None:
-    """SPEC: cancel_futures=True: queued futures are cancelled without
-    starting; running tasks are cancelled through their cancel scopes and
-    their futures end cancelled; with wait=True it returns only after their
-    finally blocks have run."""
+    """shutdown(cancel_futures=True): queued futures are cancelled without
+    starting; running tasks are cancelled and their futures end cancelled;
+    with wait=True it returns only after their finally blocks have run
+    (docs/semantics.md, "Shutdown")."""
     before = task_count()
     gates = [Gate() for _ in range(2)]
     started: list[int] = []
@@ -972,8 +1017,9 @@ async def test_cancel_futures_cancels_queued_and_running(use_async_with: bool) -
 
 
 async def test_cancel_futures_after_plain_shutdown_started() -> None:
-    """SPEC: idempotent shutdown; a later cancel_futures=True call still
-    cancels what an earlier graceful shutdown was waiting for."""
+    """shutdown is idempotent, and a later cancel_futures=True call still
+    cancels what an earlier graceful shutdown was waiting for
+    (docs/semantics.md, "Shutdown")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         running = ex.submit(gate)
@@ -990,8 +1036,9 @@ async def test_cancel_futures_after_plain_shutdown_started() -> None:
 
 
 async def test_cancel_futures_leaves_finished_futures_alone() -> None:
-    """SPEC: cancel_futures touches only outstanding work; finished futures
-    keep their results and exceptions."""
+    """cancel_futures touches only unfinished work; finished futures keep
+    their results and exceptions: a final state never changes again
+    (docs/semantics.md, "The life of a task")."""
 
     async def fail() -> None:
         raise ValueError("kept")
@@ -1014,8 +1061,9 @@ async def test_cancel_futures_leaves_finished_futures_alone() -> None:
 
 
 async def test_wait_false_returns_at_once_and_async_with_exit_waits() -> None:
-    """SPEC: wait=False returns at once; the work goes on in the background;
-    the `async with` exit still waits for it."""
+    """shutdown(wait=False) returns at once; the work goes on in the
+    background, and the `async with` exit still waits for it
+    (docs/semantics.md, "Shutdown")."""
     gate = Gate()
     before = task_count()
     async with AsyncExecutor(max_workers=1) as ex:
@@ -1038,9 +1086,9 @@ async def test_wait_false_returns_at_once_and_async_with_exit_waits() -> None:
 
 
 async def test_wait_false_with_cancel_futures_returns_at_once() -> None:
-    """SPEC: shutdown(wait=False, cancel_futures=True) (the guide's example)
-    returns at once; the exit waits for the cancelled tasks to unwind and
-    every future ends cancelled."""
+    """shutdown(wait=False, cancel_futures=True) returns at once; the exit
+    waits for the cancelled tasks to unwind and every future ends cancelled
+    (docs/semantics.md, "Shutdown"; docs/guide.md, "shutdown's options")."""
     gate = Gate()
     started: list[int] = []
 
@@ -1062,8 +1110,8 @@ async def test_wait_false_with_cancel_futures_returns_at_once() -> None:
 
 
 async def test_wait_false_then_wait_true_manual() -> None:
-    """SPEC: manual use: after shutdown(wait=False) the work goes on; a later
-    shutdown() (wait=True) waits for it."""
+    """Manual use: after shutdown(wait=False) the work goes on; a later
+    shutdown() (wait=True) waits for it (docs/semantics.md, "Shutdown")."""
     gate = Gate()
     before = task_count()
     ex = AsyncExecutor(max_workers=1)
@@ -1104,8 +1152,9 @@ def _deadlocking(ex: AsyncExecutor, log: list[str], box: list[AsyncFuture[Any]])
 
 
 async def test_self_deadlock_broken_by_shutdown_cancel_futures() -> None:
-    """SPEC: a task awaiting a task of its own max_workers=1 executor
-    deadlocks; shutdown(cancel_futures=True) must still break it."""
+    """A task awaiting a task of its own max_workers=1 executor deadlocks;
+    shutdown(cancel_futures=True) breaks it (docs/semantics.md,
+    "Deadlock on a full pool")."""
     log: list[str] = []
     box: list[AsyncFuture[Any]] = []
     before = task_count()
@@ -1123,9 +1172,10 @@ async def test_self_deadlock_broken_by_shutdown_cancel_futures() -> None:
 
 
 async def test_self_deadlock_broken_by_outer_cancellation() -> None:
-    """SPEC: the max_workers=1 self-deadlock is broken by outer cancellation
-    (here: a cancel scope around the `async with`, cancelled while its exit
-    waits for the deadlocked work)."""
+    """The max_workers=1 self-deadlock is broken by cancelling the
+    surrounding scope (here: a cancel scope around the `async with`,
+    cancelled while its exit waits for the deadlocked work)
+    (docs/semantics.md, "Deadlock on a full pool")."""
     log: list[str] = []
     box: list[AsyncFuture[Any]] = []
     futs: list[AsyncFuture[Any]] = []
@@ -1154,8 +1204,8 @@ class TestShutdownInVirtualTime:
     """Exact elapsed times on asyncio (async_solipsism) and trio (MockClock)."""
 
     async def test_self_deadlock_broken_by_move_on_after(self) -> None:
-        """SPEC: outer cancellation by a deadline breaks the deadlock exactly
-        at the deadline."""
+        """A deadline around the block breaks the deadlock exactly at the
+        deadline (docs/semantics.md, "Deadlock on a full pool")."""
         log: list[str] = []
         box: list[AsyncFuture[Any]] = []
         start = anyio.current_time()
@@ -1168,8 +1218,9 @@ class TestShutdownInVirtualTime:
         assert box[0].cancelled()
 
     async def test_wait_true_returns_when_the_last_task_ends(self) -> None:
-        """SPEC: shutdown(wait=True) returns once every task has finished: at
-        the virtual time the slowest one ends, not before."""
+        """shutdown(wait=True) returns once every task has finished: at the
+        virtual time the slowest one ends, not before (docs/semantics.md,
+        "Shutdown")."""
 
         async def nap(t: float) -> float:
             await anyio.sleep(t)
@@ -1185,7 +1236,8 @@ class TestShutdownInVirtualTime:
         assert [await f for f in futs] == [3, 1, 4, 2]
 
     async def test_wait_false_takes_no_time(self) -> None:
-        """SPEC: wait=False returns at once (no virtual time passes)."""
+        """shutdown(wait=False) returns at once: no virtual time passes
+        (docs/semantics.md, "Shutdown")."""
 
         async def nap() -> None:
             await anyio.sleep(10)
@@ -1205,8 +1257,8 @@ class TestShutdownInVirtualTime:
 
 
 async def test_no_task_leaked_after_block_exception() -> None:
-    """SPEC: no task started by an executor outlives it, also when the block
-    raises with work outstanding."""
+    """No task started by an executor outlives it, also when the block raises
+    with work outstanding (docs/semantics.md, "Shutdown")."""
     gate = Gate()
     before = task_count()
 
@@ -1224,8 +1276,8 @@ async def test_no_task_leaked_after_block_exception() -> None:
 
 
 async def test_no_task_leaked_after_manual_cancel_futures() -> None:
-    """SPEC: manual use: after shutdown(cancel_futures=True) returns, no task
-    of the executor is left running."""
+    """Manual use: after shutdown(cancel_futures=True) returns, no task of
+    the executor is left running (docs/semantics.md, "Shutdown")."""
     gate = Gate()
     before = task_count()
     ex = AsyncExecutor(max_workers=3)

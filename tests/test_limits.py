@@ -1,4 +1,11 @@
-"""Per-task limiters (``semaphore=``): which ones, and how a job waits for one."""
+"""Per-task limiters (``semaphore=``): which ones, and how a job waits for one.
+
+What is pinned here is stated in docs/guide.md, "Limiting one kind of work"
+(which limiters, waiting holds no worker, held per attempt, shared) and
+docs/semantics.md, "Where features meet", "Tokens". How limits meet every
+other option and ending is in faults/test_features_meet.py and
+properties/test_model.py.
+"""
 
 from __future__ import annotations
 
@@ -50,10 +57,10 @@ def _make_limiter(kind: str, n: int) -> Any:
 async def test_semaphore_kinds_limit_concurrency(
     kind: str, anyio_backend_name: str
 ) -> None:
-    """SPEC: anyio.CapacityLimiter / anyio.Semaphore on every backend,
-    asyncio.Semaphore on asyncio, trio.Semaphore / trio.CapacityLimiter on
-    trio (backend-specific kinds are skipped on the other backend) cap the
-    tasks that use them, independently of max_workers."""
+    """anyio.CapacityLimiter and anyio.Semaphore on every backend, asyncio's
+    semaphores on asyncio, trio.Semaphore and trio.CapacityLimiter on trio
+    cap the tasks that use them, independently of max_workers; a kind of the
+    other backend is skipped (docs/guide.md, "Limiting one kind of work")."""
     if kind in _ASYNCIO_KINDS and anyio_backend_name != "asyncio":
         pytest.skip("asyncio primitive: asyncio backends only")
     if kind in _TRIO_KINDS and anyio_backend_name != "trio":
@@ -75,7 +82,8 @@ async def test_semaphore_kinds_limit_concurrency(
 async def test_asyncio_semaphore_on_trio_is_typeerror_at_submit(
     kind: str, anyio_backend_name: str
 ) -> None:
-    """SPEC: an asyncio primitive on trio is a TypeError at submit."""
+    """An asyncio semaphore on trio is a TypeError at submit (docs/guide.md,
+    "Limiting one kind of work"; docs/semantics.md, "Exceptions")."""
     if anyio_backend_name != "trio":
         pytest.skip("trio backend only")
     calls: list[int] = []
@@ -94,16 +102,18 @@ async def test_asyncio_semaphore_on_trio_is_typeerror_at_submit(
 async def test_semaphore_that_is_not_an_async_context_manager_is_typeerror(
     bad: Any,
 ) -> None:
-    """SPEC: misuse gets a clear error at the call, naming the argument: a
-    semaphore that is not an async context manager is a TypeError at submit."""
+    """Misuse gets a clear error at the call, naming the argument
+    (docs/semantics.md, "Exceptions"): a semaphore that is not an async
+    context manager is a TypeError at submit."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(TypeError, match="semaphore"):
             ex.submit(double, 1, semaphore=bad)
 
 
 async def test_generic_async_context_manager_as_semaphore() -> None:
-    """SPEC: `semaphore` is any async context manager limiter; a user-defined
-    one is entered and exited around each task."""
+    """Any async context manager may be a semaphore; one of your own is
+    entered and exited around each attempt, inside the worker (docs/guide.md,
+    "Limiting one kind of work"; docs/semantics.md, "Tokens")."""
     log: list[str] = []
 
     class Tracker:
@@ -124,8 +134,9 @@ async def test_generic_async_context_manager_as_semaphore() -> None:
 
 
 async def test_task_waiting_for_semaphore_holds_no_worker_slot() -> None:
-    """SPEC: a task waiting for its semaphore does not occupy a worker slot,
-    so unrelated work keeps every free worker busy."""
+    """A task waiting for its semaphore holds no worker, so unrelated work
+    keeps every free worker busy (docs/guide.md, "Limiting one kind of work";
+    docs/semantics.md, "The life of a task")."""
     limiter = anyio.CapacityLimiter(1)
     gauge = Gauge()
     release = anyio.Event()
@@ -155,7 +166,8 @@ async def test_task_waiting_for_semaphore_holds_no_worker_slot() -> None:
 
 
 async def test_semaphore_shared_by_two_executors() -> None:
-    """SPEC: one limiter may be shared by many executors; it caps the total."""
+    """One limiter may be shared by many executors; it caps the total
+    (docs/guide.md, "Limiting one kind of work")."""
     limiter = anyio.CapacityLimiter(2)
     gauge = Gauge()
     release = anyio.Event()
@@ -176,8 +188,8 @@ async def test_semaphore_shared_by_two_executors() -> None:
 
 
 async def test_semaphore_is_released_when_task_fails_or_is_cancelled() -> None:
-    """SPEC: the semaphore is held only while an attempt runs: a failed or
-    cancelled task gives it back."""
+    """The semaphore is held only while an attempt runs: a failed or
+    cancelled task gives it back (docs/semantics.md, "Tokens")."""
     limiter = anyio.CapacityLimiter(1)
     started = anyio.Event()
 

@@ -1,13 +1,21 @@
 """map() and map_iter(): ordering, zip semantics, laziness, failure, timeout.
 
-SPEC sections pinned here: "map(fn, *iterables, timeout=None, retries=0,
-retry_delay=...) -> list" and "map_iter(...) -> async iterator", plus the
-structured-concurrency ground rule (no task outlives the executor) and the
-API.md decision "map/map_iter read ahead at most 2 * max_workers items".
+The rules pinned here are stated in docs/semantics.md, "map and map_iter"
+(input order, or completion order with ``ordered=False``; zip semantics; lazy
+input read at most ``2 * max_workers`` items ahead; the first failure in input
+order wins and the other items are cancelled and have exited; leaving early)
+and "Timeouts" (one deadline from the call), and in docs/guide.md, "Mapping
+over inputs" and "Streaming results with map_iter".
 
 Ordering is driven by per-item ``anyio.Event``s and
-``anyio.wait_all_tasks_blocked()``; timing assertions live only in
-``TestVirtualTime``, which runs on the virtual-clock backends.
+``anyio.wait_all_tasks_blocked()``; timing assertions live only in the
+``@pytest.mark.virtual_time`` classes ``TestVirtualTime`` and
+``TestUnorderedVirtualTime``.
+
+The last part of the file is ``map_iter(ordered=False)``: results come in
+completion order, with the same bounded read-ahead and early-exit
+cancellation as ordered ``map_iter``; a failure is raised when it is reached
+in completion order and cancels the rest.
 """
 
 from __future__ import annotations
@@ -162,7 +170,8 @@ def task_count() -> int:
 async def test_map_returns_results_in_input_order_whatever_the_completion_order() -> (
     None
 ):
-    """SPEC map: results in input order (items here finish in reverse order)."""
+    """map returns results in input order; the items here finish in reverse
+    order (docs/semantics.md, "map and map_iter")."""
     probe = Probe()
     out: dict[str, Any] = {}
     with anyio.fail_after(HANG_GUARD):
@@ -185,7 +194,8 @@ async def test_map_returns_results_in_input_order_whatever_the_completion_order(
 async def test_map_iter_yields_in_input_order_for_every_completion_order(
     order: tuple[int, ...],
 ) -> None:
-    """SPEC map_iter: input order, for each of the 24 completion orders."""
+    """map_iter yields in input order, for each of the 24 completion orders
+    (docs/semantics.md, "map and map_iter")."""
     probe = Probe()
     got: list[int] = []
     with anyio.fail_after(HANG_GUARD):
@@ -208,7 +218,8 @@ async def test_map_iter_yields_in_input_order_for_every_completion_order(
 async def test_map_iter_yields_each_result_once_it_and_all_before_it_are_ready() -> (
     None
 ):
-    """SPEC map_iter: a result is yielded as soon as it and everything before it is ready."""
+    """map_iter yields a result as soon as it and every result before it are
+    ready (docs/guide.md, "Streaming results with map_iter")."""
     probe = Probe()
     got: list[int] = []
     with anyio.fail_after(HANG_GUARD):
@@ -242,7 +253,8 @@ async def test_map_iter_yields_each_result_once_it_and_all_before_it_are_ready()
 
 
 async def test_map_runs_up_to_max_workers_items_at_once() -> None:
-    """SPEC map: items run concurrently on the executor's max_workers slots."""
+    """map runs its items concurrently, at most max_workers at once
+    (docs/guide.md, "Creating an executor"; "Mapping over inputs")."""
     probe = Probe()
     out: dict[str, Any] = {}
     with anyio.fail_after(HANG_GUARD):
@@ -282,14 +294,16 @@ async def test_map_runs_up_to_max_workers_items_at_once() -> None:
 async def test_map_and_map_iter_have_zip_semantics(
     iterables: tuple[list[int], ...], expected: list[int]
 ) -> None:
-    """SPEC map: zip semantics over several iterables, unequal lengths included."""
+    """Several iterables are zipped; the shortest ends the map
+    (docs/semantics.md, "map and map_iter")."""
     async with AsyncExecutor(max_workers=2) as ex:
         assert await ex.map(add, *iterables) == expected
         assert [r async for r in ex.map_iter(add, *iterables)] == expected
 
 
 async def test_map_zip_stops_at_the_shortest_infinite_partner() -> None:
-    """SPEC map: zip semantics, so a finite iterable bounds an infinite one."""
+    """Several iterables are zipped, so a finite iterable bounds an infinite
+    one (docs/semantics.md, "map and map_iter")."""
     async with AsyncExecutor(max_workers=2) as ex:
         assert await ex.map(add, [1, 2, 3], itertools.count(10)) == [11, 13, 15]
         assert await ex.map(add, itertools.count(10), [1, 2, 3]) == [11, 13, 15]
@@ -306,7 +320,7 @@ async def test_map_zip_stops_at_the_shortest_infinite_partner() -> None:
 async def test_map_of_empty_input_is_empty_list_and_never_calls_fn(
     empty: Callable[[], Any],
 ) -> None:
-    """SPEC map: [] for empty input."""
+    """Empty input gives [] (docs/semantics.md, "map and map_iter")."""
     probe = Probe()
     async with AsyncExecutor(max_workers=2) as ex:
         assert await ex.map(probe.task, empty()) == []
@@ -327,14 +341,16 @@ async def test_map_of_empty_input_is_empty_list_and_never_calls_fn(
     ],
 )
 async def test_map_accepts_sync_and_async_iterables(make: Callable[[], Any]) -> None:
-    """SPEC map: iterables may be sync or async."""
+    """Inputs may be sync or async iterables (docs/semantics.md,
+    "map and map_iter")."""
     async with AsyncExecutor(max_workers=2) as ex:
         assert await ex.map(double, make()) == [2, 4, 6, 8]
         assert [r async for r in ex.map_iter(double, make())] == [2, 4, 6, 8]
 
 
 async def test_map_zips_a_sync_and_an_async_iterable() -> None:
-    """SPEC map: several iterables, each sync or async, zip together."""
+    """Several iterables, each sync or async, zip together (docs/guide.md,
+    "Mapping over inputs": "in any mix")."""
     async with AsyncExecutor(max_workers=2) as ex:
         # The async generators here are the shortest input, so zip exhausts
         # them; an abandoned async generator is a ResourceWarning on trio.
@@ -359,11 +375,11 @@ async def test_map_zips_a_sync_and_an_async_iterable() -> None:
 async def test_map_reads_ahead_at_most_2x_max_workers_behind_a_slow_first_item(
     kind: str,
 ) -> None:
-    """SPEC map: lazy input, read-ahead bounded (API.md: at most 2 * max_workers).
+    """map reads its input lazily, at most 2 * max_workers items ahead of the
+    consumer (docs/semantics.md, "map and map_iter").
 
-    Item 0 blocks and every other item finishes at once, so an eager map would
-    race through all 1000 items while the result list waits for item 0.
-    """
+    Item 0 blocks and every other item finishes at once, so an eager map
+    would race through all 1000 items while the result list waits for item 0."""
     mw = 3
     probe = Probe(blocked=lambda x: x == 0)
     source = Source(range(1000))
@@ -389,11 +405,11 @@ async def test_map_reads_ahead_at_most_2x_max_workers_behind_a_slow_first_item(
 async def test_map_iter_read_ahead_is_bounded_while_the_consumer_is_blocked(
     kind: str,
 ) -> None:
-    """SPEC map_iter: memory stays bounded; read-ahead <= 2 * max_workers (API.md).
+    """map_iter reads at most 2 * max_workers items ahead of the consumer, on
+    any input length (docs/semantics.md, "map and map_iter").
 
     Every task finishes at once; the consumer stops asking for results, so
-    only the read-ahead bound keeps the input from being drained.
-    """
+    only the read-ahead bound keeps the input from being drained."""
     mw = 2
     probe = Probe(blocked=lambda x: False)
     source = Source(itertools.count())
@@ -415,7 +431,8 @@ async def test_map_iter_read_ahead_is_bounded_while_the_consumer_is_blocked(
 
 
 async def test_map_iter_over_an_infinite_generator_with_break() -> None:
-    """SPEC map_iter: works on an infinite input (memory bounded), break ends it."""
+    """map_iter works on an endless input, and break ends it
+    (docs/semantics.md, "map and map_iter")."""
     mw = 4
     source = Source(itertools.count())
     got: list[int] = []
@@ -441,13 +458,13 @@ async def test_map_iter_over_an_infinite_generator_with_break() -> None:
 async def test_map_raises_first_failure_in_input_order_and_cancels_the_rest(
     item0_fails: bool,
 ) -> None:
-    """SPEC map failure: the exception of the first failed item *in input order*
-    (as list(concurrent.futures.Executor.map) does); the map's other tasks are
-    cancelled and none keeps running once map has raised.
+    """map raises the exception of the first item, in input order, that failed,
+    as list(concurrent.futures.Executor.map(...)) does; the map's other items
+    are cancelled and none keeps running once map has raised (docs/semantics.md,
+    "map and map_iter", "First failure wins, in input order").
 
     Item 3 fails first, then item 1; map must still wait for item 0, which
-    could fail too and would then be the first failure in input order.
-    """
+    could fail too and would then be the first failure in input order."""
     probe = Probe()
     errors = {0: KeyError("item 0"), 1: ValueError("item 1"), 3: ValueError("item 3")}
     probe.errors = {k: v for k, v in errors.items() if k != 0 or item0_fails}
@@ -488,11 +505,11 @@ async def test_map_raises_first_failure_in_input_order_and_cancels_the_rest(
 
 @pytest.mark.parametrize("cause", ["failure", "timeout"])
 async def test_map_has_no_task_still_running_when_it_raises(cause: str) -> None:
-    """SPEC map: on failure "the map's other outstanding tasks are cancelled,
-    none keeps running"; on timeout "the map's outstanding tasks are
-    cancelled". Structured: once ``await map(...)`` has raised, every task it
-    started has exited (its ``finally`` has run), as shutdown(cancel_futures=
-    True) guarantees; nothing is left winding down behind the caller's back."""
+    """Before raising, on a failure or on its deadline, map cancels its other
+    unfinished items and waits until they have exited: once `await map(...)`
+    has raised, every task it started has run its finally block; nothing is
+    left winding down behind the caller's back (docs/semantics.md,
+    "map and map_iter"; docs/semantics.md, "Timeouts")."""
     probe = Probe(blocked=lambda x: x not in (0, 1))
     if cause == "failure":
         probe.errors = {1: ValueError("item 1")}
@@ -518,7 +535,10 @@ async def test_map_has_no_task_still_running_when_it_raises(cause: str) -> None:
 
 
 async def test_map_failure_is_raised_unwrapped_and_executor_stays_usable() -> None:
-    """SPEC map failure: the task's own exception object, not an ExceptionGroup."""
+    """map raises the failed item's own exception object, not an
+    ExceptionGroup (docs/guide.md, "Errors"; docs/semantics.md,
+    "map and map_iter"); the executor stays usable (docs/semantics.md,
+    "Exceptions")."""
     boom = ZeroDivisionError("boom")
     probe = Probe(blocked=lambda x: False)
     probe.errors = {2: boom}
@@ -532,8 +552,9 @@ async def test_map_failure_is_raised_unwrapped_and_executor_stays_usable() -> No
 async def test_map_iter_yields_results_before_the_first_failure_then_raises_it() -> (
     None
 ):
-    """SPEC map_iter: same ordering as map: earlier results, then the first
-    failure in input order; its other in-flight tasks are cancelled."""
+    """map_iter has map's ordering: the earlier results, then the first
+    failure in input order; its other items in flight are cancelled
+    (docs/semantics.md, "map and map_iter")."""
     probe = Probe()
     boom = ValueError("item 2")
     probe.errors = {2: boom}
@@ -578,9 +599,10 @@ class LeaveEarly(Exception):
 async def test_leaving_map_iter_early_cancels_in_flight_tasks_and_stops_reading(
     how: str, kind: str
 ) -> None:
-    """SPEC map_iter: leaving early (break, an exception, aclose()) cancels the
-    tasks still in flight and stops reading the input. Items 0 and 1 finish at
-    once, the rest block until cancelled; the input is infinite."""
+    """Leaving map_iter early (break, an exception, aclose()) cancels the
+    items still in flight and stops reading the input (docs/semantics.md,
+    "map and map_iter", "Leaving early"). Items 0 and 1 finish at once, the
+    rest block until cancelled; the input is endless."""
     mw = 3
     probe = Probe(blocked=lambda x: x >= 2)
     source = Source(itertools.count())
@@ -624,7 +646,8 @@ async def test_leaving_map_iter_early_cancels_in_flight_tasks_and_stops_reading(
 
 
 async def test_map_iter_aclose_before_iterating_starts_nothing_or_cancels_it() -> None:
-    """SPEC map_iter: aclose() on a fresh iterator leaves no task running."""
+    """aclose() on a fresh map_iter leaves no task running
+    (docs/semantics.md, "map and map_iter", "Leaving early")."""
     probe = Probe()
     source = Source(range(100))
     with anyio.fail_after(HANG_GUARD):
@@ -662,7 +685,9 @@ class Flaky:
 
 
 async def test_map_retries_each_item_up_to_retries_plus_one_attempts() -> None:
-    """SPEC submit/map retries: retries=N gives up to N+1 attempts per item."""
+    """map takes submit's per-task options (docs/guide.md,
+    "Mapping over inputs"): retries=N gives each item up to N + 1 attempts
+    (docs/guide.md, "Retries")."""
     flaky = Flaky()
     async with AsyncExecutor(max_workers=3) as ex:
         assert await ex.map(flaky, range(6), retries=2, retry_delay=0) == [
@@ -681,8 +706,9 @@ async def test_map_retries_each_item_up_to_retries_plus_one_attempts() -> None:
 
 
 async def test_map_with_too_few_retries_raises_the_original_exception() -> None:
-    """SPEC retries: after the last attempt the original exception is raised
-    (not tenacity.RetryError): item 2 needs 3 attempts but gets 2."""
+    """After the last attempt the item's own exception is raised, not
+    tenacity.RetryError (docs/guide.md, "Retries"): item 2 needs 3 attempts
+    but gets 2."""
     flaky = Flaky()
     async with AsyncExecutor(max_workers=3) as ex:
         with pytest.raises(RuntimeError) as info:
@@ -697,7 +723,8 @@ async def test_map_with_too_few_retries_raises_the_original_exception() -> None:
 
 
 async def test_map_after_shutdown_raises_executor_shutdown_error() -> None:
-    """SPEC shutdown: from its first call, map raises ExecutorShutdownError."""
+    """From shutdown's first call on, map raises ExecutorShutdownError
+    (docs/semantics.md, "Shutdown")."""
     async with AsyncExecutor(max_workers=2) as ex:
         await ex.shutdown()
         with pytest.raises(ExecutorShutdownError):
@@ -708,7 +735,8 @@ async def test_map_after_shutdown_raises_executor_shutdown_error() -> None:
     "scenario", ["ok", "failure", "timeout", "map-iter-break", "map-iter-failure"]
 )
 async def test_map_leaks_no_task(scenario: str) -> None:
-    """SPEC ground rule: no task started by an executor outlives it."""
+    """No task started by an executor outlives it (docs/semantics.md,
+    "Shutdown"), whichever way a map ends."""
     before = task_count()
     probe = Probe(blocked=lambda x: x >= 2)
     probe.errors = {1: ValueError("item 1")} if "failure" in scenario else {}
@@ -767,8 +795,10 @@ class TestVirtualTime:
     """Exact elapsed times, on async_solipsism (asyncio) and trio's MockClock."""
 
     async def test_map_timeout_is_one_deadline_for_the_whole_call(self) -> None:
-        """SPEC map timeout: one deadline for the whole call, not per item;
-        TimeoutError on expiry; outstanding tasks cancelled, none left running."""
+        """map's timeout is one deadline for the whole call, not per item;
+        TimeoutError on expiry; the unfinished items are cancelled, none left
+        running (docs/semantics.md, "Timeouts"; docs/semantics.md,
+        "map and map_iter", "One deadline")."""
         sleeper = Sleeper()
         async with AsyncExecutor(max_workers=1) as ex:
             t0 = anyio.current_time()
@@ -784,8 +814,9 @@ class TestVirtualTime:
     async def test_map_timeout_is_measured_from_the_call_not_from_task_start(
         self,
     ) -> None:
-        """SPEC map timeout: measured from the call, so time spent queued behind
-        unrelated work counts; the unrelated work is not disturbed."""
+        """map's deadline is counted from the call, so time spent queued
+        behind unrelated work counts; the unrelated work is not disturbed
+        (docs/semantics.md, "Timeouts")."""
         sleeper = Sleeper({0: 1.0})
         async with AsyncExecutor(max_workers=1) as ex:
 
@@ -803,7 +834,8 @@ class TestVirtualTime:
         assert sleeper.started == {}
 
     async def test_map_that_beats_its_deadline_returns_at_completion(self) -> None:
-        """SPEC map timeout: a deadline that does not expire changes nothing."""
+        """A deadline that does not expire changes nothing
+        (docs/semantics.md, "Timeouts")."""
         sleeper = Sleeper()
         async with AsyncExecutor(max_workers=2) as ex:
             t0 = anyio.current_time()
@@ -813,8 +845,9 @@ class TestVirtualTime:
     async def test_map_iter_timeout_is_one_deadline_for_the_whole_iteration(
         self,
     ) -> None:
-        """SPEC map_iter: same timeout as map: one deadline from the call,
-        TimeoutError, outstanding tasks cancelled."""
+        """map_iter has map's timeout: one deadline from the call,
+        TimeoutError, the unfinished items cancelled (docs/semantics.md,
+        "Timeouts")."""
         sleeper = Sleeper()
         times: list[float] = []
         async with AsyncExecutor(max_workers=1) as ex:
@@ -829,7 +862,8 @@ class TestVirtualTime:
         assert sorted(sleeper.cancelled) == [2]
 
     async def test_map_retry_back_off_is_exponential_in_retry_delay(self) -> None:
-        """SPEC retries: back-off 0.5, 1, ... for retry_delay=0.5 (map passes it on)."""
+        """Back-off 0.5, 1, ... for retry_delay=0.5; map passes it on to each
+        item (docs/guide.md, "Retries"; "Mapping over inputs")."""
         attempts: list[float] = []
 
         async def fails_twice(x: int) -> int:
@@ -844,8 +878,9 @@ class TestVirtualTime:
         assert [t - t0 for t in attempts] == pytest.approx([0.0, 0.5, 1.5], abs=1e-9)
 
     async def test_map_timeout_cancels_a_task_in_retry_back_off(self) -> None:
-        """SPEC map timeout: outstanding tasks (here: waiting to retry) are
-        cancelled at the deadline; no further attempt is made."""
+        """At map's deadline its unfinished items (here: one waiting to
+        retry) are cancelled; no further attempt is made (docs/semantics.md,
+        "Timeouts"; "Cancellation")."""
         attempts: list[float] = []
 
         async def always_fails(x: int) -> int:
@@ -868,9 +903,10 @@ class TestVirtualTime:
 
 
 async def test_map_and_map_iter_validate_arguments_at_the_call() -> None:
-    """SPEC bad input: a clear error at the call that made it, naming the
-    argument (negative retries: ValueError; non-callable fn: TypeError);
-    map_iter is a plain call and validates before any iteration."""
+    """Misuse is reported at the call that made it, naming the argument (a
+    negative retries: ValueError; a fn that is not callable: TypeError)
+    (docs/semantics.md, "Exceptions"); map_iter is a plain call and checks
+    its arguments before any iteration (docs/api.md, AsyncExecutor.map_iter)."""
     async with AsyncExecutor(max_workers=2) as ex:
         with pytest.raises(ValueError, match="retries"):
             await ex.map(double, [1], retries=-1)

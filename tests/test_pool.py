@@ -1,4 +1,9 @@
-"""Scheduler details that users feel: fairness to the rest of the program."""
+"""The pool: the order jobs start in, workers that come and go, sharing the loop.
+
+What is pinned here is stated in docs/guide.md, "Submitting work" (tasks
+start in the order they were submitted) and docs/semantics.md, "Shutdown"
+("Sharing the loop", "Workers come and go with the work").
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_jobs_that_never_await_still_let_other_tasks_run() -> None:
-    """Workers take queued jobs without a trip through the loop, but only a
-    bounded number in a row: 500 jobs that never await must not keep an
-    unrelated task from running until they are all done."""
+    """Workers take queued jobs without a trip through the loop, but at most
+    32 in a row: 500 jobs that never await must not keep an unrelated task
+    from running until they are all done (docs/semantics.md, "Shutdown",
+    "Sharing the loop")."""
     ran: list[int] = []
     seen: list[int] = []
 
@@ -42,7 +48,8 @@ async def test_jobs_that_never_await_still_let_other_tasks_run() -> None:
 
 async def test_an_executor_without_work_holds_no_task() -> None:
     """Workers come and go with the work: once every job is done, the
-    executor's workers have ended, and a new job starts a new one."""
+    executor's workers have ended, and a new job starts a new one
+    (docs/semantics.md, "Shutdown", "Workers come and go with the work")."""
 
     async def double(x: int) -> int:
         await anyio.lowlevel.checkpoint()
@@ -60,7 +67,8 @@ async def test_an_executor_without_work_holds_no_task() -> None:
 
 
 async def test_single_worker_starts_tasks_in_submission_order() -> None:
-    """SPEC: tasks start in submission order."""
+    """Tasks start in the order they were submitted (docs/guide.md,
+    "Submitting work")."""
     started: list[int] = []
 
     async def work(i: int) -> None:
@@ -74,8 +82,9 @@ async def test_single_worker_starts_tasks_in_submission_order() -> None:
 
 
 async def test_freed_worker_takes_the_oldest_queued_task() -> None:
-    """SPEC: tasks start in submission order: with 3 workers, each freed slot
-    goes to the earliest submission still queued."""
+    """Tasks start in the order they were submitted: with 3 workers, each
+    freed slot goes to the earliest submission still queued (docs/guide.md,
+    "Submitting work")."""
     releases = [anyio.Event() for _ in range(8)]
     started: list[int] = []
 

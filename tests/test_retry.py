@@ -1,7 +1,13 @@
-"""Retry policy and per-attempt timeout (issue 6).
+"""Retries and the per-attempt timeout (antflow/_retry.py, antflow/_attempts.py).
 
-Rules pinned here, from the issue:
+Rules pinned here, from docs/guide.md, "Retries" and "Timing out one
+attempt", and docs/semantics.md, "Timeouts" and "Cancellation":
 
+* ``retries=N``: up to N + 1 attempts, with exponential back-off from
+  ``retry_delay`` (default 0.1 s); the last attempt's own exception is
+  raised. Every ``Exception`` is retried; cancellation and other
+  ``BaseException``s never are. During the back-off the task gives its
+  semaphore back.
 * ``retry_on=``: an exception class, a tuple of classes, or a predicate
   ``exc -> bool`` (default ``Exception``); exceptions it rejects fail at once.
 * ``retry_max_delay=``: a cap on one back-off wait (default none).
@@ -12,14 +18,15 @@ Rules pinned here, from the issue:
 * ``task_timeout=``: a deadline for each attempt; an attempt past it is
   cancelled and fails with the builtin ``TimeoutError`` (on trio too), which
   is retried like any other exception when ``retries`` allows.
-* Bad values raise at the call, naming the argument.
+* Bad values raise at the call, naming the argument (docs/semantics.md,
+  "Exceptions").
 
-Decision pinned (implementation choice, see the brief): a ``retry_on``
-predicate that raises makes the future fail with the predicate's exception.
+Also pinned, though docs/ does not state it: a ``retry_on`` predicate that
+raises makes the future fail with the predicate's exception.
 
-Exact times are asserted in ``TestVirtualTime`` (async_solipsism and trio's
-MockClock); the module-level tests run on asyncio, uvloop and trio and assert
-outcomes and attempt counts only.
+Exact times are asserted in the ``@pytest.mark.virtual_time`` classes
+``TestVirtualTime`` and ``TestBackOffInVirtualTime``; the module-level tests
+run on asyncio, uvloop and trio and assert outcomes and attempt counts only.
 """
 
 from __future__ import annotations
@@ -149,8 +156,9 @@ def _failing(
 async def test_retries_make_n_plus_one_attempts_then_reraise_original(
     retries: int,
 ) -> None:
-    """SPEC: retries=N: up to N+1 attempts; after the last one the original
-    exception is raised (not tenacity.RetryError)."""
+    """retries=N: up to N + 1 attempts; after the last one, that attempt's
+    own exception is raised, not tenacity.RetryError (docs/guide.md,
+    "Retries")."""
     fn, raised = _failing(times=100)
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(fn, retries=retries, retry_delay=0)
@@ -164,7 +172,8 @@ async def test_retries_make_n_plus_one_attempts_then_reraise_original(
 
 
 async def test_retries_stop_at_first_success() -> None:
-    """SPEC: retries are attempts "up to" N+1: success ends them."""
+    """retries=N gives "up to N + 1 attempts": success ends them
+    (docs/guide.md, "Retries")."""
     fn, raised = _failing(times=2, value=0)
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(fn, retries=5, retry_delay=0)
@@ -173,7 +182,8 @@ async def test_retries_stop_at_first_success() -> None:
 
 
 async def test_every_exception_subclass_is_retried() -> None:
-    """SPEC: every Exception is retried (not just some types)."""
+    """Every Exception is retried, not just some types: retry_on defaults to
+    Exception (docs/guide.md, "Retries")."""
     errors = [KeyError("k"), TypeError("t"), RuntimeError("r"), OSError("o")]
     attempts: list[int] = []
 
@@ -190,8 +200,9 @@ async def test_every_exception_subclass_is_retried() -> None:
 
 
 async def test_baseexception_is_never_retried() -> None:
-    """SPEC: BaseExceptions that are not Exceptions are never retried; it
-    propagates through the executor."""
+    """BaseExceptions that are not Exceptions are never retried
+    (docs/guide.md, "Retries"); it propagates out of the executor
+    (docs/semantics.md, "Exceptions")."""
     fatal = Fatal("stop")
     attempts: list[int] = []
     futs: list[AsyncFuture[None]] = []
@@ -213,8 +224,9 @@ async def test_baseexception_is_never_retried() -> None:
 
 
 async def test_cancellation_is_never_retried() -> None:
-    """SPEC: cancellation is never retried: cancel() during an attempt ends
-    the future cancelled after exactly one attempt."""
+    """Cancellation is never retried: cancel() during an attempt ends the
+    future cancelled after exactly one attempt (docs/guide.md, "Retries";
+    docs/semantics.md, "Cancellation")."""
     started = anyio.Event()
     attempts: list[int] = []
 
@@ -232,7 +244,8 @@ async def test_cancellation_is_never_retried() -> None:
 
 
 async def test_retry_passes_the_same_arguments_each_attempt() -> None:
-    """SPEC: each attempt calls fn(*args, **kwargs) afresh with the same args."""
+    """Each attempt calls fn(*args, **kwargs) afresh with the same arguments:
+    an attempt of the same task (docs/guide.md, "Retries")."""
     seen: list[tuple[int, str]] = []
 
     async def fn(a: int, *, b: str) -> str:
@@ -249,7 +262,8 @@ async def test_retry_passes_the_same_arguments_each_attempt() -> None:
 
 @pytest.mark.parametrize("retries", [-1, -10])
 async def test_negative_retries_is_valueerror(retries: int) -> None:
-    """SPEC: negative retries -> ValueError at submit, naming the argument."""
+    """A negative retries is a ValueError at submit, naming the argument
+    (docs/semantics.md, "Exceptions")."""
     calls: list[int] = []
 
     async def fn() -> None:
@@ -262,8 +276,9 @@ async def test_negative_retries_is_valueerror(retries: int) -> None:
 
 
 async def test_nan_retries_is_rejected() -> None:
-    """SPEC: NaN retries is a ValueError, and a non-int retries a TypeError; a
-    float NaN is both, so either is accepted, naming the argument."""
+    """A value out of range is a ValueError, a wrong type a TypeError
+    (docs/semantics.md, "Exceptions"); a float NaN is both, so either is
+    accepted, naming the argument."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises((ValueError, TypeError), match=r"\bretries\b"):
             ex.submit(double, 1, retries=math.nan)
@@ -271,7 +286,8 @@ async def test_nan_retries_is_rejected() -> None:
 
 @pytest.mark.parametrize("retries", [1.0, 2.5, "3", [1]])
 async def test_non_int_retries_is_typeerror(retries: Any) -> None:
-    """SPEC: a non-int retries -> TypeError at submit, naming the argument."""
+    """A retries that is not an int is a TypeError at submit, naming the
+    argument (docs/semantics.md, "Exceptions")."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(TypeError, match=r"\bretries\b"):
             ex.submit(double, 1, retries=retries)
@@ -279,14 +295,17 @@ async def test_non_int_retries_is_typeerror(retries: Any) -> None:
 
 @pytest.mark.parametrize("delay", [-0.1, -1, math.nan, -math.inf])
 async def test_negative_or_nan_retry_delay_is_valueerror(delay: float) -> None:
-    """SPEC: negative or NaN retry_delay -> ValueError at submit, naming it."""
+    """A negative or NaN retry_delay is a ValueError at submit, naming it
+    (docs/semantics.md, "Exceptions")."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(ValueError, match=r"\bretry_delay\b"):
             ex.submit(double, 1, retries=2, retry_delay=delay)
 
 
 async def test_bad_retry_delay_is_rejected_even_without_retries() -> None:
-    """SPEC: bad retry_delay is a ValueError at submit (retries=0 included)."""
+    """A bad retry_delay is a ValueError at submit, with retries=0 too:
+    misuse is reported at the call that made it (docs/semantics.md,
+    "Exceptions")."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(ValueError, match=r"\bretry_delay\b"):
             ex.submit(double, 1, retry_delay=-1)
@@ -294,8 +313,8 @@ async def test_bad_retry_delay_is_rejected_even_without_retries() -> None:
 
 @pytest.mark.parametrize("delay", ["0.1", None, [0.1]])
 async def test_non_number_retry_delay_is_typeerror(delay: Any) -> None:
-    """SPEC: a clear error naming the argument: a non-number retry_delay is a
-    TypeError at submit."""
+    """A retry_delay that is not a number is a TypeError at submit, naming
+    the argument (docs/semantics.md, "Exceptions")."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(TypeError, match=r"\bretry_delay\b"):
             ex.submit(double, 1, retries=1, retry_delay=delay)
@@ -948,7 +967,7 @@ class TestBackOffInVirtualTime:
     @pytest.mark.parametrize(
         ("delay", "expected"),
         [
-            (0.5, [0.0, 0.5, 1.5, 3.5]),  # waits 0.5, 1, 2 (the guide's example)
+            (0.5, [0.0, 0.5, 1.5, 3.5]),  # waits 0.5, 1, 2
             (0.1, [0.0, 0.1, 0.3, 0.7]),  # waits 0.1, 0.2, 0.4
             (2.0, [0.0, 2.0, 6.0, 14.0]),
             (0.0, [0.0, 0.0, 0.0, 0.0]),
@@ -957,8 +976,9 @@ class TestBackOffInVirtualTime:
     async def test_backoff_is_exponential_with_retry_delay_multiplier(
         self, delay: float, expected: list[float]
     ) -> None:
-        """SPEC: back-off is exponential with retry_delay as the multiplier
-        (0.5, 1, 2, ... for 0.5); the last failure is re-raised as is."""
+        """The back-off is exponential: retry_delay, then twice that, then
+        four times (0.5, 1, 2 for 0.5); the last failure is raised as it is
+        (docs/guide.md, "Retries")."""
         fn, stamps, raised = self._timed_failures(times=10)
         start = anyio.current_time()
         async with AsyncExecutor(max_workers=1) as ex:
@@ -968,7 +988,8 @@ class TestBackOffInVirtualTime:
         assert fut.exception() is raised[-1]
 
     async def test_default_retry_delay_is_0_1(self) -> None:
-        """API decision: retry_delay defaults to 0.1."""
+        """retry_delay is 0.1 s unless you say otherwise (docs/guide.md,
+        "Retries")."""
         fn, stamps, _ = self._timed_failures(times=2)
         start = anyio.current_time()
         async with AsyncExecutor(max_workers=1) as ex:
@@ -977,8 +998,9 @@ class TestBackOffInVirtualTime:
         assert [t - start for t in stamps] == pytest.approx([0.0, 0.1, 0.3], abs=1e-9)
 
     async def test_semaphore_is_released_during_backoff(self) -> None:
-        """SPEC: the semaphore is held only while an attempt runs, not during
-        retry back-off: another task takes it while the first one waits."""
+        """During the back-off the task gives back its semaphore: another
+        task takes it while the first one waits (docs/guide.md, "Retries";
+        docs/semantics.md, "Tokens")."""
         limiter = anyio.CapacityLimiter(1)
         failed_once = anyio.Event()
         stamps: list[tuple[str, float, int]] = []
@@ -1010,8 +1032,9 @@ class TestBackOffInVirtualTime:
         assert limiter.borrowed_tokens == 0
 
     async def test_cancel_during_backoff_stops_retrying(self) -> None:
-        """SPEC: cancellation is never retried; back-off sleeps obey the
-        task's cancel scope, so cancel() ends it at once."""
+        """Cancellation is never retried, and the back-off obeys cancel(),
+        which ends the task at once: no retry that was due starts
+        (docs/guide.md, "Retries"; docs/semantics.md, "Cancellation")."""
         failed_once = anyio.Event()
         attempts: list[float] = []
 
@@ -1030,8 +1053,8 @@ class TestBackOffInVirtualTime:
         assert anyio.current_time() - start == pytest.approx(0.0, abs=1e-9)
 
     async def test_retry_waits_for_a_busy_semaphore_after_backoff(self) -> None:
-        """SPEC: after the back-off a retry needs its semaphore again; it runs
-        once the holder gives it back."""
+        """Each new attempt queues for the semaphore again; it runs once the
+        holder gives it back (docs/guide.md, "Retries")."""
         limiter = anyio.CapacityLimiter(1)
         failed_once = anyio.Event()
         stamps: list[tuple[str, float]] = []
