@@ -1,10 +1,11 @@
 """Where features meet: each rule of docs/semantics.md "Where features meet",
 as concrete cases on every backend.
 
-These are the field reports that showed each feature working alone and
-breaking in combination. The model test (``properties/test_model.py``) checks the same
-rules over random combinations; the cases here pin the reported inputs so a
-regression names itself.
+Each case is an input that once showed a feature working alone and breaking
+in combination with another. The model test (``properties/test_model.py``)
+checks the same rules over random combinations; the cases here pin those
+inputs so a regression names itself. Each section header below names the rule
+of docs/semantics.md it pins, or says where its rule is stated.
 """
 
 from __future__ import annotations
@@ -409,7 +410,8 @@ async def test_shutdown_from_inside_in_manual_use_raises_too() -> None:
 
 
 # ---------------------------------------------------------------------------
-# Entered in one task, left in another (pytest-asyncio's async fixtures)
+# Entered in one task, left in another (pytest-asyncio's async fixtures):
+# the last rule of "Nothing swallowed", and docs/testing.md, "With pytest-asyncio"
 # ---------------------------------------------------------------------------
 
 
@@ -797,7 +799,7 @@ async def test_a_busy_executor_holds_no_place_at_a_shared_rate_limiter() -> None
 
 
 # ---------------------------------------------------------------------------
-# RateLimiter: the rule the docs state, in virtual time
+# RateLimiter: the rule docs/semantics.md states, in virtual time
 # ---------------------------------------------------------------------------
 
 
@@ -830,7 +832,8 @@ class TestRateLimiterRule:
 
 
 # ---------------------------------------------------------------------------
-# Saying what happened
+# Saying what happened: use from another loop or thread is a RuntimeError
+# (docs/semantics.md, "Shutdown", "One executor, one loop, one use")
 # ---------------------------------------------------------------------------
 
 
@@ -866,7 +869,7 @@ async def test_use_from_a_thread_while_its_loop_runs_says_so() -> None:
 
 
 # ---------------------------------------------------------------------------
-# The logger says nothing it should not
+# The logger says nothing it should not: only what "Exceptions" says it logs
 # ---------------------------------------------------------------------------
 
 

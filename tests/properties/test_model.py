@@ -70,7 +70,8 @@ from antflow._future import job_of
 submitter: ContextVar[str] = ContextVar("submitter", default="none")
 
 #: How much a rate limiter may exceed its schedule on a real event loop, where
-#: a timer fires late and the starts it held back catch up (docs: RateLimiter).
+#: a timer fires late and the starts it held back catch up (docs/semantics.md,
+#: "RateLimiter").
 REAL_TIME_CATCH_UP = 0.002
 #: On a real loop a start is seen when the worker runs the job, up to a loop
 #: iteration after the token was taken; two tokens taken an interval apart
@@ -323,7 +324,7 @@ class World:
             if kind == "cm":
                 # A limiter with no non-blocking path is entered in the
                 # worker, and a job holds it while it waits there for its
-                # rate limits (docs: "Limiters antflow can't try").
+                # rate limits (docs/semantics.md, "Tokens", last paragraph).
                 if lent < users:
                     problems.append(f"limiter {index} (cm): {users} users, {lent} lent")
                 continue
@@ -810,8 +811,9 @@ def future_problems(
         problems.append(f"{where}: an attempt started after cancel() returned True")
     if future.cancelled():
         # A last attempt that returned is fine: cancel() came while it ran
-        # and it finished before noticing, and "the cancel() that returned
-        # True wins" (docs: Cancellation).
+        # and it finished before noticing; the future ends cancelled "even if
+        # the task [...] managed to return a value" (docs/semantics.md,
+        # "Cancellation").
         if last is not None and last.ended == "cleanup_raised":
             problems.append(f"{where}: cancelled, but its last attempt {last.ended}")
         # Cancelled while backing off before a retry is fine; a final
