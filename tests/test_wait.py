@@ -224,8 +224,8 @@ async def test_as_completed_yields_failed_and_cancelled_futures_too() -> None:
 
 async def test_leaving_as_completed_early_leaves_the_futures_alone() -> None:
     """Iterating never cancels the futures, as in concurrent.futures: a break
-    leaves the others running to completion (docs/semantics.md, "Timeouts":
-    "keeps running")."""
+    leaves the others running to completion. docs/ says so for a timeout
+    (docs/semantics.md, "Timeouts"), not for a break."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=3) as ex:
