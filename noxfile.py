@@ -96,9 +96,9 @@ def dask(session: nox.Session) -> None:
     session.install("-e", ".[trio,uvloop,dask]", *TEST_DEPS)
     session.run(
         "pytest",
-        "tests/test_dask_pool.py",
-        "tests/test_process_pool.py",
-        "tests/test_docs.py",
+        "tests/test_dask.py",
+        "tests/test_process.py",
+        "tests/docs/test_docs.py",
         *session.posargs,
     )
 

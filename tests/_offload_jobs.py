@@ -159,8 +159,10 @@ def nap(seconds: float) -> tuple[float, float]:
 
 
 def assert_paced(starts: list[float], rate: float) -> None:
-    """SPEC RateLimiter (burst 1): over any interval of t seconds at most
-    ``1 + rate * t`` starts. 2 ms of slack: uvloop's clock counts milliseconds."""
+    """The RateLimiter rule with burst 1: over any interval of t seconds at
+    most ``1 + rate * t`` starts (docs/semantics.md, "RateLimiter"). 2 ms of
+    slack: uvloop's clock counts milliseconds, and the same section allows 2 ms
+    worth of starts on a real event loop."""
     starts = sorted(starts)
     for i, early in enumerate(starts):
         for j in range(i + 1, len(starts)):

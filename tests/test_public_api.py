@@ -55,8 +55,9 @@ def test_public_classes_say_they_live_in_antflow() -> None:
 
 
 def test_exception_tree() -> None:
-    """SPEC: ExecutorShutdownError is an AntFlowError and a RuntimeError;
-    CancelledError is concurrent.futures.CancelledError, an Exception."""
+    """ExecutorShutdownError is an AntFlowError and a RuntimeError;
+    CancelledError is concurrent.futures.CancelledError, an Exception
+    (docs/semantics.md, "Exceptions", the exception tree)."""
     assert issubclass(antflow.ExecutorShutdownError, antflow.AntFlowError)
     assert issubclass(antflow.ExecutorShutdownError, RuntimeError)
     assert issubclass(antflow.CancelledError, concurrent.futures.CancelledError)

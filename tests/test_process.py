@@ -33,20 +33,10 @@ from hypothesis import strategies as st
 from antflow import AsyncExecutor, CancelledError, RateLimiter, _remote
 from antflow.process import ProcessPool, RemoteError
 
-pytestmark = pytest.mark.anyio
+# Real processes: trio on its real clock (see the module docstring).
+pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
 
 HAS_CLOUDPICKLE = _remote.has_cloudpickle()
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-        pytest.param(("trio", {}), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    return request.param
 
 
 async def wait_for_file(path: Path) -> int:

@@ -1,10 +1,11 @@
 """Where features meet: each rule of docs/semantics.md "Where features meet",
 as concrete cases on every backend.
 
-These are the field reports that showed each feature working alone and
-breaking in combination. The model test (``test_model.py``) checks the same
-rules over random combinations; the cases here pin the reported inputs so a
-regression names itself.
+Each case is an input that once showed a feature working alone and breaking
+in combination with another. The model test (``properties/test_model.py``)
+checks the same rules over random combinations; the cases here pin those
+inputs so a regression names itself. Each section header below names the rule
+of docs/semantics.md it pins, or says where its rule is stated.
 """
 
 from __future__ import annotations
@@ -30,14 +31,6 @@ pytestmark = pytest.mark.anyio
 async def quick(value: Any = None) -> Any:
     await anyio.lowlevel.checkpoint()
     return value
-
-
-class VirtualTime:
-    """Mixin: run the class's tests on the virtual-time backends only."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
 
 # ---------------------------------------------------------------------------
@@ -417,7 +410,8 @@ async def test_shutdown_from_inside_in_manual_use_raises_too() -> None:
 
 
 # ---------------------------------------------------------------------------
-# Entered in one task, left in another (pytest-asyncio's async fixtures)
+# Entered in one task, left in another (pytest-asyncio's async fixtures):
+# the last rule of "Nothing swallowed", and docs/testing.md, "With pytest-asyncio"
 # ---------------------------------------------------------------------------
 
 
@@ -453,7 +447,7 @@ async def test_leaving_async_with_from_another_task_waits_for_the_work(
     ex, outcome = await _enter_then_exit_elsewhere(body)
     assert outcome is None
     assert [await f for f in futures] == [1, None]
-    assert repr(ex).endswith("closed>")
+    assert ex.is_closed()
     assert len(anyio.get_running_tasks()) == before
 
 
@@ -673,9 +667,8 @@ async def test_a_failed_future_and_what_it_held_die_by_refcount(how: str) -> Non
             future = ex.submit(fail, payload, **options)
             refs["future"] = weakref.ref(future)
             del payload
-            with anyio.fail_after(hang_guard()):
-                with contextlib.suppress(expected):
-                    await future
+            with anyio.fail_after(hang_guard()), contextlib.suppress(expected):
+                await future
             del future
             assert {name: ref() is None for name, ref in refs.items()} == dict.fromkeys(
                 refs, True
@@ -806,11 +799,12 @@ async def test_a_busy_executor_holds_no_place_at_a_shared_rate_limiter() -> None
 
 
 # ---------------------------------------------------------------------------
-# RateLimiter: the rule the docs state, in virtual time
+# RateLimiter: the rule docs/semantics.md states, in virtual time
 # ---------------------------------------------------------------------------
 
 
-class TestRateLimiterRule(VirtualTime):
+@pytest.mark.virtual_time
+class TestRateLimiterRule:
     @pytest.mark.parametrize(("rate", "per", "burst"), [(5, 1, 1), (3, 2, 10)])
     async def test_burst_then_steady_pace(
         self, rate: float, per: float, burst: int
@@ -838,7 +832,8 @@ class TestRateLimiterRule(VirtualTime):
 
 
 # ---------------------------------------------------------------------------
-# Saying what happened
+# Saying what happened: use from another loop or thread is a RuntimeError
+# (docs/semantics.md, "Shutdown", "One executor, one loop, one use")
 # ---------------------------------------------------------------------------
 
 
@@ -874,7 +869,7 @@ async def test_use_from_a_thread_while_its_loop_runs_says_so() -> None:
 
 
 # ---------------------------------------------------------------------------
-# The logger says nothing it should not
+# The logger says nothing it should not: only what "Exceptions" says it logs
 # ---------------------------------------------------------------------------
 
 

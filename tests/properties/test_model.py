@@ -50,7 +50,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import pytest
-from _strategies import CountingContextManager, Crash, examples
+from _strategies import CountingContextManager, Crash, examples, virtual_options
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -70,7 +70,8 @@ from antflow._future import job_of
 submitter: ContextVar[str] = ContextVar("submitter", default="none")
 
 #: How much a rate limiter may exceed its schedule on a real event loop, where
-#: a timer fires late and the starts it held back catch up (docs: RateLimiter).
+#: a timer fires late and the starts it held back catch up (docs/semantics.md,
+#: "RateLimiter").
 REAL_TIME_CATCH_UP = 0.002
 #: On a real loop a start is seen when the worker runs the job, up to a loop
 #: iteration after the token was taken; two tokens taken an interval apart
@@ -323,7 +324,7 @@ class World:
             if kind == "cm":
                 # A limiter with no non-blocking path is entered in the
                 # worker, and a job holds it while it waits there for its
-                # rate limits (docs: "Limiters antflow can't try").
+                # rate limits (docs/semantics.md, "Tokens", last paragraph).
                 if lent < users:
                     problems.append(f"limiter {index} (cm): {users} users, {lent} lent")
                 continue
@@ -359,9 +360,7 @@ class Model(RuleBasedStateMachine):
         super().__init__()
         name, options = self.backend
         if name == "trio":
-            from trio.testing import MockClock
-
-            options = {"clock": MockClock(autojump_threshold=0)}
+            options = virtual_options("trio")  # a fresh clock per example
         self._stack = contextlib.ExitStack()
         self.portal = self._stack.enter_context(
             anyio.from_thread.start_blocking_portal(name, options)
@@ -812,8 +811,9 @@ def future_problems(
         problems.append(f"{where}: an attempt started after cancel() returned True")
     if future.cancelled():
         # A last attempt that returned is fine: cancel() came while it ran
-        # and it finished before noticing, and "the cancel() that returned
-        # True wins" (docs: Cancellation).
+        # and it finished before noticing; the future ends cancelled "even if
+        # the task [...] managed to return a value" (docs/semantics.md,
+        # "Cancellation").
         if last is not None and last.ended == "cleanup_raised":
             problems.append(f"{where}: cancelled, but its last attempt {last.ended}")
         # Cancelled while backing off before a retry is fine; a final
@@ -876,8 +876,11 @@ def map_problems(call: MapCall, block: Block) -> list[str]:
                 problems.append(f"{where}: broke out with {call.results}")
         elif sorted(call.results) != sorted(values):
             problems.append(f"{where}: results {call.results} for {values}")
-    stopped_early = outcome is not None or call.ending == "break"
-    if stopped_early and not call.input_closed and call.jobs:
+    if (
+        (outcome is not None or call.ending == "break")
+        and not call.input_closed
+        and call.jobs
+    ):
         problems.append(f"{where}: stopped early ({outcome!r}) without closing input")
     for job in call.jobs:
         if job.in_attempt:

@@ -6,7 +6,7 @@ one thread, on 127.0.0.1, no dashboard) serves the whole module; a few tests
 start their own to check what `DaskPool` starts.
 
 Every test runs on asyncio, uvloop and trio, trio on its real clock (see
-``test_process_pool``: the work is real I/O with real processes). Dask cannot
+``test_process.py``: the work is real I/O with real processes). Dask cannot
 stop a task that has started, so jobs that must stay running wait for a
 release file (``_offload_jobs.hold``) that the test writes when it is done
 with them, and no worker of the shared cluster stays busy afterwards.
@@ -32,18 +32,8 @@ distributed = pytest.importorskip("distributed")
 from antflow import dask as antflow_dask  # noqa: E402
 from antflow.dask import ClusterSemaphore, DaskPool, RemoteError  # noqa: E402
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-        pytest.param(("trio", {}), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    return request.param
+# A real cluster: trio on its real clock (see the module docstring).
+pytestmark = [pytest.mark.anyio, pytest.mark.real_clock, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
