@@ -27,6 +27,7 @@ nox.options.sessions = [
     "docs",
     "bench_quick",
     "dask",
+    "ray",
 ]
 # A machine with one Python must still pass: missing versions are skipped.
 nox.options.error_on_missing_interpreters = False
@@ -101,6 +102,16 @@ def dask(session: nox.Session) -> None:
         "tests/docs/test_docs.py",
         *session.posargs,
     )
+
+
+@nox.session(python=OLDEST)
+def ray(session: nox.Session) -> None:
+    """The Ray recipe of docs/scaling-out.md, run as printed and checked on
+    asyncio, uvloop and trio (tests/test_ray_recipe.py; the main suite skips
+    it). Ray is large (about 240 MB) and starts in seconds, hence a session of
+    its own, pinned to the version the page was checked with."""
+    session.install("-e", ".[trio,uvloop]", "ray==2.60.0", "psutil", *TEST_DEPS)
+    session.run("pytest", "tests/test_ray_recipe.py", *session.posargs)
 
 
 @nox.session(python=OLDEST)

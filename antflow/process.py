@@ -10,8 +10,9 @@ good.) What ``to_process`` does not do, and what this module does about it:
 * **One pool per event loop, shared** by every caller on that loop, with a
   default limit of one process per CPU. A `ProcessPool` passes its own
   limiter, so its size is its own; idle processes are reused across pools and
-  end with the event loop (anyio kills them then, or after five idle
-  minutes). Two pools of 4 on one loop can run 8 processes.
+  end with the event loop (anyio kills them then, or when a later call finds
+  them idle for five minutes). Two pools of 4 on one loop can run 8
+  processes.
 * **No initializer.** ``initializer(*initargs)`` runs in each worker process
   before its first job of this pool (the processes are shared, so it is keyed
   by pool, not by process).
