@@ -101,6 +101,23 @@ def block_forever(marker: str) -> NoReturn:
         time.sleep(1)
 
 
+def block_unless_zero(n: int, folder: str) -> int:
+    """Return 0 at once; any other ``n`` blocks (``block_forever``, marker ``started-n``)."""
+    if n == 0:
+        return 0
+    block_forever(str(Path(folder) / f"started-{n}"))
+
+
+def hang_first_attempt(counter: str, marker: str) -> int:
+    """Block forever on the first attempt (counted in a file); then succeed."""
+    path = Path(counter)
+    attempts = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempts))
+    if attempts == 1:
+        block_forever(marker)
+    return attempts
+
+
 def fail_until(counter: str, failures: int) -> int:
     """Fail ``failures`` times (counted in a file, across processes), then succeed."""
     path = Path(counter)

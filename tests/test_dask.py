@@ -118,6 +118,14 @@ async def test_errors_keep_their_type_and_get_the_remote_traceback(
         assert await dask.run(jobs.square, 3) == 9
 
 
+async def test_a_result_that_will_not_pickle_fails_that_job_only(cluster: Any) -> None:
+    async with DaskPool(cluster) as dask:
+        with pytest.raises(TypeError, match="lock") as caught:
+            await dask.run(jobs.unpicklable_result)
+        assert "while pickling the result" in "".join(caught.value.__notes__)
+        assert await dask.run(jobs.square, 5) == 25
+
+
 @pytest.mark.skipif(not _remote.has_cloudpickle(), reason="dask brings cloudpickle")
 async def test_closures_lambdas_and_async_jobs(
     cluster: Any, anyio_backend: Any
@@ -193,6 +201,63 @@ async def test_task_timeout_ends_the_wait_in_the_driver(
         assert free(dask)
         held.release.touch()
         await held.until_finished()
+
+
+async def test_shutdown_cancel_futures_frees_the_driver_and_drops_queued_jobs(
+    cluster: Any, tmp_path: Path
+) -> None:
+    held = [Held(tmp_path, f"running-{n}") for n in range(2)]
+    queued = Held(tmp_path, "queued")
+    async with DaskPool(cluster) as dask:
+        async with AsyncExecutor(max_workers=4) as ex:
+            running = [
+                ex.submit(dask.wrap(jobs.hold), *h.args, semaphore=dask.slots)
+                for h in held
+            ]
+            waiting = ex.submit(
+                dask.wrap(jobs.hold), *queued.args, semaphore=dask.slots
+            )
+            for h in held:
+                await h.until_started()
+            await ex.shutdown(cancel_futures=True)
+        assert all(f.cancelled() for f in [*running, waiting])
+        assert free(dask)
+        # Dask lets the running two finish; the queued one never reached it.
+        for h in held:
+            h.release.touch()
+        for h in held:
+            await h.until_finished()
+        while await tasks_named(dask, "hold"):  # the scheduler forgets them
+            await anyio.sleep(0.01)
+        assert not queued.started.exists()
+
+
+async def test_outer_cancellation_frees_the_driver(
+    cluster: Any, tmp_path: Path
+) -> None:
+    held = [Held(tmp_path, f"running-{n}") for n in range(2)]
+    async with DaskPool(cluster) as dask, AsyncExecutor(max_workers=2) as ex:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_once_both_run() -> None:
+                    for h in held:
+                        await h.until_started()
+                    scope.cancel()
+
+                tg.start_soon(cancel_once_both_run)
+                await ex.map(
+                    dask.wrap(jobs.hold),
+                    *zip(*(h.args for h in held), strict=True),
+                    semaphore=dask.slots,
+                )
+        assert scope.cancelled_caught
+        assert free(dask)
+        for h in held:
+            h.release.touch()
+        for h in held:
+            await h.until_finished()
+        assert await dask.run(jobs.square, 3) == 9
 
 
 async def test_antflow_retries_and_dask_does_not(cluster: Any, tmp_path: Path) -> None:
@@ -323,6 +388,14 @@ async def test_map_iter_stays_lazy_over_a_million_items(cluster: Any) -> None:
 
 
 # -- what DaskPool starts ----------------------------------------------------------
+
+
+def test_the_shared_cluster_listens_on_loopback_only(cluster: Any) -> None:
+    # The fixture's scheduler runs in this process, its nannies and workers
+    # in children of it.
+    assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+    assert len(cluster.workers) == 2
+    assert listening_addresses() == {"127.0.0.1"}
 
 
 async def test_a_local_cluster_it_starts_listens_on_loopback_only(

@@ -370,6 +370,89 @@ async def test_an_error_in_the_block_kills_running_workers(tmp_path: Path) -> No
     assert free(procs)
 
 
+async def test_a_timed_out_attempt_is_killed_and_retried_in_another_process(
+    tmp_path: Path,
+) -> None:
+    # task_timeout covers one attempt: the first hangs and is killed, the
+    # retry runs in the pool's other (already started) process.
+    counter, marker = tmp_path / "attempts", tmp_path / "started"
+    async with ProcessPool(2) as procs, AsyncExecutor(max_workers=2) as ex:
+        attempts = await ex.submit(
+            procs.wrap(jobs.hang_first_attempt),
+            str(counter),
+            str(marker),
+            task_timeout=1,
+            retries=1,
+            retry_delay=0,
+            semaphore=procs.slots,
+        )
+        assert attempts == 2
+        assert not is_alive(int(marker.read_text()))
+    assert free(procs)
+
+
+async def test_a_map_deadline_kills_running_workers(tmp_path: Path) -> None:
+    markers = [tmp_path / f"started-{n}" for n in range(2)]
+    async with ProcessPool(2) as procs, AsyncExecutor(max_workers=2) as ex:
+        with pytest.raises(TimeoutError):
+            await ex.map(procs.wrap(jobs.block_forever), map(str, markers), timeout=1)
+        # Both jobs had started in the pool's two processes; both are gone.
+        assert not any(is_alive(int(m.read_text())) for m in markers)
+        assert free(procs)
+
+
+async def test_outer_cancellation_kills_running_workers(tmp_path: Path) -> None:
+    markers = [tmp_path / f"started-{n}" for n in range(2)]
+    workers: list[int] = []
+    async with ProcessPool(2) as procs, AsyncExecutor(max_workers=2) as ex:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_once_both_run() -> None:
+                    workers.extend([await wait_for_file(m) for m in markers])
+                    scope.cancel()
+
+                tg.start_soon(cancel_once_both_run)
+                await ex.map(
+                    procs.wrap(jobs.block_forever),
+                    map(str, markers),
+                    semaphore=procs.slots,
+                )
+        assert scope.cancelled_caught
+        assert not any(is_alive(w) for w in workers)
+        assert free(procs)
+        assert await procs.run(jobs.square, 2) == 4
+
+
+async def test_leaving_map_iter_early_kills_running_workers(tmp_path: Path) -> None:
+    async with ProcessPool(2) as procs, AsyncExecutor(max_workers=2) as ex:
+        results = ex.map_iter(
+            procs.wrap(jobs.block_unless_zero), range(3), [str(tmp_path)] * 3
+        )
+        async for first in results:
+            assert first == 0
+            break
+        # Item 1 runs in a worker (item 2 may have started too).
+        running = [await wait_for_file(tmp_path / "started-1")]
+        await results.aclose()
+        if (tmp_path / "started-2").exists():
+            running.append(int((tmp_path / "started-2").read_text()))
+        assert not any(is_alive(pid) for pid in running)
+        assert free(procs)
+
+
+async def test_an_argument_that_will_not_pickle_fails_at_the_call() -> None:
+    import threading
+
+    async with ProcessPool(1) as procs, AsyncExecutor(max_workers=2) as ex:
+        with pytest.raises(pickle.PicklingError, match="cannot send square"):
+            await ex.submit(
+                procs.wrap(jobs.square), threading.Lock(), semaphore=procs.slots
+            )
+        assert free(procs)
+        assert await procs.run(jobs.square, 3) == 9
+
+
 # -- limits: slots, rate limits, laziness ------------------------------------------
 
 
