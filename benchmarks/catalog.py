@@ -158,6 +158,31 @@ IMPLS = (
         env="aiolibs-executor",
         min_python=(3, 13),
     ),
+    # Offloading (k-n): antflow with the work in-process, in a ProcessPool, on Dask.
+    Impl(
+        "inprocess",
+        "antflow, in-process",
+        "offload_inprocess",
+        BACKENDS,
+        ("offload_cpu", "offload_drivers"),
+    ),
+    Impl(
+        "processpool",
+        "antflow + `ProcessPool(2)`",
+        "offload_process",
+        BACKENDS,
+        ("offload_cpu", "offload_tiny", "offload_drivers", "offload_cancel"),
+    ),
+    Impl(
+        "daskpool",
+        "antflow + `DaskPool`, 2 worker processes",
+        "offload_dask",
+        # On uvloop DaskPool uses the same native async client as on asyncio;
+        # each run starts a cluster (seconds), so uvloop is left out.
+        ("asyncio", "trio"),
+        ("offload_cpu", "offload_tiny"),
+        env="dask",
+    ),
 )
 IMPLS_BY_NAME = {impl.name: impl for impl in IMPLS}
 
@@ -223,7 +248,8 @@ class Workload:
     workers: int = 100
     how_to_read: str = ""
     cells: str = "time"
-    """How a table cell shows a case: time, per_item, hol, submit, import or rate."""
+    """How a table cell shows a case: time, per_item, hol, submit, import, rate,
+    offload or cancel."""
     points: tuple[Point, ...] = (Point(),)
     quick_points: tuple[Point, ...] | None = None
     only_reference: bool = False
@@ -444,6 +470,65 @@ WORKLOADS = (
         "that divided by r · peak RSS. Each run asks for 2 s of starts (quick: 0.5 s) "
         "through `map` with 100 workers and `rate_limit=RateLimiter(r)` (burst 1), and is "
         "cut off after twice that plus 0.5 s, so a limiter far below r still ends soon.",
+    ),
+    Workload(
+        "offload_cpu",
+        "k",
+        "{n:,} CPU jobs of 20 ms each: in-process, in two processes, on two Dask workers",
+        200,
+        40,
+        metric="work_s",
+        references=dict.fromkeys(BACKENDS, "inprocess"),
+        workers=4,
+        cells="offload",
+        how_to_read="Cells: median time of the jobs, the pool already started · ratio to "
+        "in-process (same backend) · time to enter the pool's `async with` (processes, or a "
+        "`LocalCluster`, started) · peak RSS of the driver. In-process, the jobs (an "
+        "`async def` that spins) hold the event loop, one at a time; through a pool, "
+        "`semaphore=pool.slots` admits two at a time.",
+    ),
+    Workload(
+        "offload_tiny",
+        "l",
+        "{n:,} tiny jobs (x + 1): one remote call each, and in 20 batches (`wrap_batch`)",
+        10_000,
+        500,
+        metric="work_s",
+        cells="offload",
+        points=(
+            Point("unbatched", "one call per job", arg="unbatched"),
+            Point("batched", "20 batches", arg="batched", versus="unbatched"),
+        ),
+        how_to_read="Cells: median time of the jobs, the pool already started · batched "
+        "divided by unbatched (same pool and backend) · time to start the pool · peak RSS. "
+        "No `slots`: up to 100 calls wait at once, in the pool.",
+    ),
+    Workload(
+        "offload_drivers",
+        "m",
+        "{n:,} async jobs of 0.5 ms CPU + 5 ms sleep: one process, and two drivers",
+        4_000,
+        800,
+        metric="work_s",
+        references=dict.fromkeys(BACKENDS, "inprocess"),
+        workers=200,
+        cells="offload",
+        how_to_read="Cells: median time of the jobs · ratio to one process (same backend) · "
+        "time to start the pool · peak RSS of the first process. Two drivers: the input "
+        "split in two, each half one `async def` job in a `ProcessPool` worker with its own "
+        "event loop and an executor of half the workers. It needs the second core free.",
+    ),
+    Workload(
+        "offload_cancel",
+        "n",
+        "`cancel()` of a running `ProcessPool` job",
+        1,
+        1,
+        metric="freed_s",
+        cells="cancel",
+        how_to_read="Cells: from `cancel()` of a job spinning in a `ProcessPool(1)` until its "
+        "slot is free (the worker killed) · until the next job's result, from a freshly "
+        "started process.",
     ),
 )  # fmt: skip
 WORKLOADS_BY_KEY = {w.key: w for w in WORKLOADS}

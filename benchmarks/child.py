@@ -102,6 +102,7 @@ PACKAGES = (
     "aiologic",
     "asyncio-pool-ng",
     "aiolibs-executor",
+    "distributed",
 )
 
 

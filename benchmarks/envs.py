@@ -81,6 +81,14 @@ ENVS = {
             ("uvloop",),
             "asyncio_pool",
         ),
+        # Workloads k and l: this repository's antflow with Dask distributed.
+        Env(
+            "dask",
+            ("distributed==2026.8.0",),
+            ("anyio", "tenacity", "trio", "uvloop"),
+            "distributed",
+            sees_repo=True,
+        ),
         Env(
             "aiolibs-executor",
             ("aiolibs-executor==0.0.0",),

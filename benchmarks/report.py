@@ -145,7 +145,7 @@ def _workload_section(
     title = workload.title.format(n=size, ideal=_ideal(workload, size))
     workers = (
         ""
-        if workload.key in ("import", "scaling")
+        if workload.key in ("import", "scaling", "offload_cancel")
         else f" ({workload.workers} workers)"
     )
     feeds = [t.id for t in TARGETS if t.workload == workload.key]
@@ -269,6 +269,17 @@ def _cell_numbers(
         return f"{_seconds(numbers['t_quick'])} (all {_seconds(numbers['t_slow'])}) · {rss}"
     if workload.cells == "rate":
         return f"{numbers['starts_per_s']:,.0f}/s · {numbers['rate_ratio']:.3f}{TIMES} r · {rss}"
+    if workload.cells == "cancel":
+        return (
+            f"slot free in {_seconds(numbers['freed_s'])} · next result in "
+            f"{_seconds(numbers['next_s'])}"
+        )
+    if workload.cells == "offload":
+        start = (
+            f" · start {_seconds(numbers['start_s'])}" if "start_s" in numbers else ""
+        )
+        mark = _mark(summary, workload, key, "work_s")
+        return f"{_seconds(numbers['work_s'])} · {mark}{start} · {rss}"
     if workload.cells == "per_item":
         mark = _mark(summary, workload, key, "us_per_item")
         return f"{numbers['us_per_item']:.2f} µs · {mark} · {rss}"

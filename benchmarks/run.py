@@ -413,7 +413,7 @@ def _versions(runs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     for run in runs:
         reported = dict(run.get("versions", {}))
         reported.pop("antflow_file", None)
-        if run["env"] != THIS and "antflow" in reported:
+        if not ENVS[run["env"]].sees_repo and "antflow" in reported:
             reported["AntFlow (PyPI)"] = reported.pop("antflow")
         found.setdefault(run["python"], {}).update(reported)
     return found
@@ -427,6 +427,8 @@ def _brief(numbers: dict[str, Any]) -> str:
         "bytes_per_future",
         "import_s",
         "rate_ratio",
+        "work_s",
+        "freed_s",
         "peak_rss",
     )
     return "  ".join(f"{k}={numbers[k]:.4g}" for k in keys if k in numbers)
