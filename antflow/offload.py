@@ -74,6 +74,10 @@ class OffloaderBase:
     Life cycle: new -> open (on the event loop that entered ``async with``)
     -> closed, one way only. ``run`` on a pool that is not open, or from
     another event loop, raises ``RuntimeError``.
+
+    A third-party offloader may instead write ``run`` itself (and its own
+    ``async with``), as the examples of docs/scaling-out.md do: ``wrap`` and
+    ``wrap_batch`` call ``self.run``, so they work the same.
     """
 
     _NEW, _OPEN, _CLOSED = "new", "open", "closed"
