@@ -28,6 +28,7 @@ import runpy
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,12 +123,24 @@ def recipes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         loaded = {backend: _load(backend, folder) for backend in RECIPES}
         assert os.environ[SINGLE_MACHINE] == "0"  # set by the recipe itself
         owner = loaded["asyncio"]["RayPool"](num_cpus=2)
+        # Children from before (multiprocessing's resource tracker, started
+        # by an earlier module, lives as long as this process) are not Ray's.
+        before = _descendants()
         anyio.run(owner.__aenter__)
+        started = _descendants() - before
         try:
             yield loaded
         finally:
             anyio.run(owner.__aexit__, None, None, None)
     assert not owner._owner.is_alive()
+    # Leaving the pool stops every process Ray started (the workers of jobs
+    # that were killed too); ray.shutdown() reaps them within moments.
+    deadline = time.monotonic() + 30
+    while (
+        left := [pid for pid in (started | _descendants()) - before if _is_alive(pid)]
+    ) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, [_name(pid) for pid in left]
 
 
 @pytest.fixture
@@ -148,6 +161,21 @@ def test_both_recipes_start_and_stop_ray_the_same_way(
     assert inspect.getsource(recipes["asyncio"]["remote"]) == inspect.getsource(
         recipes["trio"]["remote"]
     )
+
+
+def _descendants() -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def _name(pid: int) -> str:
+    import psutil
+
+    try:
+        return " ".join(psutil.Process(pid).cmdline())[:100]
+    except psutil.NoSuchProcess:
+        return f"{pid} (gone)"
 
 
 def _is_alive(pid: int) -> bool:
