@@ -294,7 +294,10 @@ def _mark(summary: Summary, workload: Workload, key: Key, metric: str) -> str:
         points = (*workload.points, *(workload.quick_points or ()))
         return "*ref*" if any(p.versus == key[1] for p in points) else "no ref"
     share = ratio(summary, key, metric, over)
-    return "n/a" if share is None else f"{share:.2f}{TIMES}"
+    if share is None:
+        return "n/a"
+    # Two decimals, or three below 0.1, where two would round a batch's 0.007 to 0.01.
+    return f"{share:.2f}{TIMES}" if share >= 0.1 else f"{share:.3f}{TIMES}"
 
 
 def _first_use_table(summary: Summary, meta: dict[str, Any]) -> list[str]:
