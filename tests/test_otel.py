@@ -234,19 +234,19 @@ async def test_retries_are_counted_and_map_items_have_positions(
 async def test_a_task_sees_its_submitters_span_without_any_hook(
     telemetry: Telemetry,
 ) -> None:
-    seen: list[Any] = []
+    seen: dict[str, Any] = {}
 
-    async def task() -> None:
+    async def task(label: str) -> None:
         await anyio.lowlevel.checkpoint()
-        seen.append(trace.get_current_span())
+        seen[label] = trace.get_current_span()
 
     async with AsyncExecutor(2) as ex:
         with telemetry.tracer.start_as_current_span("a") as a:
-            first = ex.submit(task)
+            first = ex.submit(task, "submit")
         with telemetry.tracer.start_as_current_span("b") as b:
-            await ex.map(lambda _: task(), [0])
+            await ex.map(task, ["map"])
         await first
-    assert seen == [a, b]
+    assert seen == {"submit": a, "map": b}
     assert trace.get_current_span() is trace.INVALID_SPAN
 
 
