@@ -11,10 +11,11 @@ Where the core calls in, and in which context a hook runs:
 
 * ``Pool.submit``: `Emitter.queued`, in the submitting code's context.
 * ``Pool._park``: `Emitter.waiting`.
-* ``run_attempts``: `Emitter.started`, run inside the job's own context (the
-  copy its attempt runs in), so a hook may set context variables the
-  attempt sees: the OpenTelemetry hook makes its attempt span current so.
-  `attempt_failed` and `retrying` (which also write the DEBUG logs).
+* ``run_attempts``, which the worker runs inside the job's own context (the
+  copy its attempts run in): `Emitter.started`, so a hook may set context
+  variables the attempt sees (the OpenTelemetry hook makes its attempt span
+  current so); `attempt_failed` and `retrying`, which also write the DEBUG
+  logs.
 * ``Job.settle``: `Emitter.final`, once per job whatever ended it.
 
 A hook that returns an awaitable (an async function) has it queued and
@@ -266,9 +267,8 @@ class Emitter:
         track.attempt_start = now
         if track.first_start is None:
             track.first_start = now
-        context = job.context
-        assert context is not None
-        context.run(hub.emit, self.hooks, event, job.pool)
+        # run_attempts runs in the job's own context: so does this hook.
+        hub.emit(self.hooks, event, job.pool)
 
     def timed_out(self, job: Job, timeout: float) -> None:
         hub = self.hub

@@ -151,7 +151,10 @@ class Plan(NamedTuple):
         instructions per item for ``semaphore=CapacityLimiter(50)``
         (callgrind, asyncio, workload a)."""
         return not (
-            self.context_limiter is None and self.retry is None and self.timeout is None
+            self.context_limiter is None
+            and self.retry is None
+            and self.timeout is None
+            and self.events is None  # Started, TimedOut, Retrying come from there
         )
 
 

@@ -440,8 +440,12 @@ async def test_rich_bar_off_a_terminal_writes_one_summary_line(
 async def test_rich_summary_after_a_failure_counts_what_finished(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    finished = 0
+
     async def fail_at_5(x: int) -> int:
+        nonlocal finished
         await anyio.lowlevel.checkpoint()
+        finished += 1  # cancelled items never get here
         if x == 5:
             raise Boom(x)
         return x
@@ -450,7 +454,8 @@ async def test_rich_summary_after_a_failure_counts_what_finished(
         with pytest.raises(Boom):
             await ex.map(fail_at_5, range(10), progress=True)
     match = SUMMARY.fullmatch(capsys.readouterr().err)
-    assert match is not None and (match[1], match[2]) == ("6", "/10")
+    assert finished >= 6
+    assert match is not None and (match[1], match[2]) == (str(finished), "/10")
 
 
 @needs_rich
