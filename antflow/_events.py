@@ -223,20 +223,15 @@ class Emitter:
         self.hooks = hooks
         self.limiters = limiters
 
-    def _event_base(self, job: Job, track: _Track, now: float) -> dict[str, Any]:
-        return {
-            "time": now,
-            "executor": self.hub.number,
-            "job": job.number,
-            "function": track.function,
-            "position": track.position,
-        }
+    # Events are built positionally, in their fields' order (base fields
+    # first): about a third cheaper than by keyword.
 
     def queued(self, job: Job, position: int | None) -> None:
         hub = self.hub
         now = hub.now()
-        track = hub.tracks[job] = _Track(_name_of(job.fn), position, now)
-        event = Queued(**self._event_base(job, track, now), limiters=self.limiters)
+        function = _name_of(job.fn)
+        hub.tracks[job] = _Track(function, position, now)
+        event = Queued(now, hub.number, job.number, function, position, self.limiters)
         hub.emit(self.hooks, event, job.pool)
 
     def waiting(self, job: Job, limiter: object) -> None:
@@ -246,7 +241,12 @@ class Emitter:
         if track.parked_at is None:
             track.parked_at = now
         event = Waiting(
-            **self._event_base(job, track, now), limiter=self._user_limiter(limiter)
+            now,
+            hub.number,
+            job.number,
+            track.function,
+            track.position,
+            self._user_limiter(limiter),
         )
         hub.emit(self.hooks, event, job.pool)
 
@@ -258,10 +258,14 @@ class Emitter:
         # A back-off's timer may fire a hair before ``ready_at`` in floats.
         waited = max(0.0, now - track.ready_at)
         event = Started(
-            **self._event_base(job, track, now),
-            attempt=job.attempts,
-            waited=waited,
-            limiter_wait=0.0 if parked_at is None else min(waited, now - parked_at),
+            now,
+            hub.number,
+            job.number,
+            track.function,
+            track.position,
+            job.attempts,
+            waited,
+            0.0 if parked_at is None else min(waited, now - parked_at),
         )
         track.parked_at = None
         track.attempt_start = now
@@ -275,10 +279,14 @@ class Emitter:
         track = hub.tracks[job]
         now = hub.now()
         event = TimedOut(
-            **self._event_base(job, track, now),
-            attempt=job.attempts,
-            timeout=timeout,
-            duration=now - track.attempt_start,
+            now,
+            hub.number,
+            job.number,
+            track.function,
+            track.position,
+            job.attempts,
+            timeout,
+            now - track.attempt_start,
         )
         hub.emit(self.hooks, event, job.pool)
 
@@ -287,11 +295,15 @@ class Emitter:
         track = hub.tracks[job]
         now = hub.now()
         event = Retrying(
-            **self._event_base(job, track, now),
-            attempt=job.attempts,
-            error=error,
-            delay=delay,
-            duration=now - track.attempt_start,
+            now,
+            hub.number,
+            job.number,
+            track.function,
+            track.position,
+            job.attempts,
+            error,
+            delay,
+            now - track.attempt_start,
         )
         track.ready_at = now + delay
         hub.emit(self.hooks, event, job.pool)
@@ -302,29 +314,21 @@ class Emitter:
         track = hub.tracks.pop(job, None)
         if track is None:  # pragma: no cover - every job is queued first
             track = _Track(_name_of(job.fn), job.position, now)
-        base = self._event_base(job, track, now)
         first_start = track.first_start
-        attempts = job.attempts
-        duration = now - track.queued_at
-        run_time = 0.0 if first_start is None else now - first_start
+        base = (now, hub.number, job.number, track.function, track.position)
+        timing = (
+            job.attempts,
+            now - track.queued_at,
+            0.0 if first_start is None else now - first_start,
+        )
         state = job.state
         event: FinalEvent
         if state == FINISHED:
-            event = Succeeded(
-                **base, attempts=attempts, duration=duration, run_time=run_time
-            )
+            event = Succeeded(*base, *timing)
         elif state == CANCELLED:
-            event = Cancelled(
-                **base, attempts=attempts, duration=duration, run_time=run_time
-            )
+            event = Cancelled(*base, *timing)
         else:
-            event = Failed(
-                **base,
-                attempts=attempts,
-                duration=duration,
-                run_time=run_time,
-                error=job.value,
-            )
+            event = Failed(*base, *timing, job.value)
         hub.emit(self.hooks, event, job.pool)
 
     def _user_limiter(self, limiter: object) -> object:

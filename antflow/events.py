@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class TaskEvent:
     """What every event says.
 
@@ -63,7 +63,7 @@ class TaskEvent:
     position: int | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Queued(TaskEvent):
     """The job was made. Always its first event.
 
@@ -75,7 +75,7 @@ class Queued(TaskEvent):
     limiters: tuple[object, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Waiting(TaskEvent):
     """The job parked at a limiter with no token for it; it holds no worker
     while it waits.
@@ -87,7 +87,7 @@ class Waiting(TaskEvent):
     limiter: object
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Started(TaskEvent):
     """An attempt starts in a worker, holding every token it needs.
 
@@ -104,7 +104,7 @@ class Started(TaskEvent):
     limiter_wait: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class TimedOut(TaskEvent):
     """An attempt ran past ``task_timeout`` and was cancelled.
 
@@ -119,7 +119,7 @@ class TimedOut(TaskEvent):
     duration: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Retrying(TaskEvent):
     """An attempt failed; the next starts after ``delay``.
 
@@ -136,7 +136,7 @@ class Retrying(TaskEvent):
     duration: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class FinalEvent(TaskEvent):
     """The job is final. Exactly one of these ends every job's events.
 
@@ -152,12 +152,12 @@ class FinalEvent(TaskEvent):
     run_time: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Succeeded(FinalEvent):
     """The job returned a value."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Failed(FinalEvent):
     """The job ended with an exception (after its retries, if any).
 
@@ -168,7 +168,7 @@ class Failed(FinalEvent):
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Cancelled(FinalEvent):
     """The job was cancelled, whether it had started or not."""
 
