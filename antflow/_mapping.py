@@ -250,8 +250,11 @@ class _Source:
             self.submit(args)
 
     def submit(self, args: tuple[Any, ...]) -> None:
-        job = self.pool.submit(self.fn, args, None, self.context.copy(), self.plan)
-        job.position = self.position
+        position = self.position
+        job = self.pool.submit(
+            self.fn, args, None, self.context.copy(), self.plan, position
+        )
+        job.position = position
         self.position += 1
         window = self.window
         job.observer = window

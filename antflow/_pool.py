@@ -118,8 +118,12 @@ class Pool:
         kwargs: dict[str, Any] | None,
         context: Context,
         plan: Plan | None,
+        position: int | None = None,
     ) -> Job:
-        """Queue one job; start it now if a worker slot is free."""
+        """Queue one job; start it now if a worker slot is free.
+
+        ``position``: a map item's index, for its events.
+        """
         if not self.accepting:
             raise ExecutorShutdownError("cannot submit: the executor is shut down")
         self.submitted += 1
@@ -133,6 +137,8 @@ class Pool:
             plan,
             () if plan is None else plan.gates,
         )
+        if plan is not None and plan.events is not None:
+            plan.events.queued(job, position)  # first, before any other event
         self.outstanding += 1
         if len(self._running) < self.max_workers and self.task_group is not None:
             if self._admit(job):
@@ -282,6 +288,9 @@ class Pool:
             self.tasks += 1
             self.task_group.start_soon(line.serve)
         line.add(job)
+        plan = job.plan
+        if plan is not None and plan.events is not None:
+            plan.events.waiting(job, limiter)
 
     def _give_back_first(self, job: Job, count: int) -> None:
         for limiter, gate in job.gates[:count]:
