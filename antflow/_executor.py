@@ -25,10 +25,20 @@ from typing import (
     overload,
 )
 
+from anyio.lowlevel import checkpoint
+
 from ._checks import check_int, check_timeout, reject_function
 from ._future import AsyncFuture
 from ._lifecycle import Lifecycle
-from ._options import OPTION_NAMES, Plan, TaskOptions, make_plan, parse_options
+from ._options import (
+    OPTION_NAMES,
+    MapOptions,
+    Plan,
+    TaskOptions,
+    make_plan,
+    parse_options,
+)
+from ._per_item import ItemPlans, is_chooser
 from ._rate import RateLimiter
 
 if TYPE_CHECKING:
@@ -58,17 +68,29 @@ class AsyncExecutor:
         max_workers: How many tasks may run at once (an int >= 1, default 5).
         rate_limit: A `RateLimiter` every task start of this executor must
             pass, retries included.
+        max_pending: A bound on queued tasks (an int >= 1, default None: no
+            bound): tasks submitted and not yet final that hold no worker,
+            waiting for one, for a semaphore or for a rate-limit token.
+            At the bound `submit` raises `ExecutorFullError`, `asubmit`
+            waits for room, and ``map``/``map_iter`` read no further input
+            until there is room. Running tasks do not count.
 
     Raises:
-        TypeError: ``max_workers`` is not an int, or ``rate_limit`` not a
-            `RateLimiter`.
-        ValueError: ``max_workers`` < 1.
+        TypeError: ``max_workers`` or ``max_pending`` is not an int, or
+            ``rate_limit`` not a `RateLimiter`.
+        ValueError: ``max_workers`` or ``max_pending`` < 1.
     """
 
     def __init__(
-        self, max_workers: int = 5, *, rate_limit: RateLimiter | None = None
+        self,
+        max_workers: int = 5,
+        *,
+        rate_limit: RateLimiter | None = None,
+        max_pending: int | None = None,
     ) -> None:
         check_int("max_workers", max_workers, minimum=1)
+        if max_pending is not None:
+            check_int("max_pending", max_pending, minimum=1)
         if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
             raise TypeError(
                 "rate_limit must be an antflow.RateLimiter, got "
@@ -76,8 +98,10 @@ class AsyncExecutor:
             )
         #: The most tasks that run at once.
         self.max_workers = max_workers
+        #: The most tasks that may be queued (None: no bound).
+        self.max_pending = max_pending
         self._rate_limit = rate_limit
-        self._life = Lifecycle(max_workers)
+        self._life = Lifecycle(max_workers, max_pending)
         #: The plan of a call with no option, once the backend is known.
         self._plain_plan: Plan | _Unset | None = _UNSET
 
@@ -97,19 +121,31 @@ class AsyncExecutor:
         return await self._life.exit(exc)
 
     async def shutdown(
-        self, wait: bool = True, *, cancel_futures: bool = False
+        self,
+        wait: bool = True,
+        *,
+        cancel_futures: bool = False,
+        grace: float | None = None,
     ) -> None:
         """Stop accepting work and, optionally, wait for the rest.
 
-        Idempotent. From the first call on, `submit`, `map` and `map_iter`
-        raise `ExecutorShutdownError`.
+        Idempotent. From the first call on, `submit`, `asubmit`, `map` and
+        `map_iter` raise `ExecutorShutdownError` (``asubmit`` calls waiting
+        for room too).
 
         Args:
             wait: Return only after every task has finished (their ``finally``
                 blocks included). With False, return at once; the work goes
                 on in the background and an ``async with`` exit still waits.
-            cancel_futures: Cancel queued futures before they start and
-                running tasks through their cancel scopes.
+            cancel_futures: Cancel queued futures before they start, and
+                (unless ``grace`` gives them time) running tasks through
+                their cancel scopes.
+            grace: Seconds (>= 0) the work left may take before it is
+                cancelled as with ``cancel_futures``; None (the default): no
+                limit. The period runs in the background from this call,
+                whether or not the call waits, and cancelling a waiting call
+                does not end it. A later call may shorten it, never extend
+                it. (Like a web server's graceful-shutdown timeout.)
 
         Raises:
             RuntimeError: called from another event loop; or with ``wait``
@@ -119,7 +155,8 @@ class AsyncExecutor:
             BaseException: in manual use, a ``KeyboardInterrupt`` or similar
                 that a task raised and that stopped the executor.
         """
-        await self._life.shutdown(wait, cancel_futures)
+        check_timeout(grace, "grace")
+        await self._life.shutdown(wait, cancel_futures, grace)
 
     def statistics(self) -> ExecutorStatistics:
         """A snapshot of the executor's counters (see `ExecutorStatistics`)."""
@@ -138,6 +175,25 @@ class AsyncExecutor:
         if not options:
             return cast("Plan | None", self._plain_plan)
         return make_plan(parse_options(options), self._rate_limit, self._life.backend)
+
+    def _map_plans(
+        self, options: dict[str, Any]
+    ) -> tuple[Plan | None, ItemPlans | None]:
+        """A map call's plan, or its plans per item when ``semaphore=`` or
+        ``rate_limit=`` is a function choosing the limiter for each item."""
+        semaphore = options.get("semaphore")
+        rate_limit = options.get("rate_limit")
+        if not (is_chooser(semaphore) or is_chooser(rate_limit, "rate_limit")):
+            return self._plan(options), None
+        fixed = {
+            name: value
+            for name, value in options.items()
+            if not (name in ("semaphore", "rate_limit") and is_chooser(value, name))
+        }
+        base = parse_options(fixed)  # checks the other options
+        return None, ItemPlans(
+            semaphore, rate_limit, base, self._rate_limit, self._life.backend
+        )
 
     # -- one task ----------------------------------------------------------------
 
@@ -176,6 +232,8 @@ class AsyncExecutor:
 
         Raises:
             ExecutorShutdownError: shutdown has begun.
+            ExecutorFullError: ``max_pending`` tasks are queued already (or
+                `asubmit` calls wait for room); nothing was submitted.
             TypeError: ``fn`` is not callable or is a coroutine object; an
                 option of the wrong type.
             ValueError: an option out of range (negative, NaN).
@@ -191,6 +249,8 @@ class AsyncExecutor:
             pool = self._usable()
         if not callable(fn):
             reject_function(fn)
+        if pool.room is not None and not pool.room.available():
+            raise pool.room.full_error()
         plan = cast("Plan | None", self._plain_plan)
         if kwargs:
             names = kwargs.keys() & OPTION_NAMES
@@ -199,6 +259,59 @@ class AsyncExecutor:
             job = pool.submit(fn, args, kwargs or None, copy_context(), plan)
         else:
             job = pool.submit(fn, args, None, copy_context(), plan)
+        return AsyncFuture(job)
+
+    @overload
+    async def asubmit(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]],
+        /,
+        *args: *Ts,
+        **options: Unpack[TaskOptions],
+    ) -> AsyncFuture[T]: ...
+    @overload
+    async def asubmit(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncFuture[T]: ...
+    async def asubmit(  # type: ignore[misc]
+        self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+    ) -> AsyncFuture[Any]:
+        """`submit`, waiting for room first when ``max_pending`` is reached.
+
+        The awaitable form of `submit`, as anyio's ``send`` is of
+        ``send_nowait``: it waits while ``max_pending`` tasks are queued
+        (callers are served first come, first served), then submits at once
+        and returns the task's future. It is a checkpoint even when there is
+        room. Cancelled while it waits, it has submitted nothing. Without
+        ``max_pending`` it never waits.
+
+        Args:
+            fn: As in `submit`.
+            *args: As in `submit`.
+            **kwargs: As in `submit`.
+
+        Returns:
+            The task's future.
+
+        Raises:
+            ExecutorShutdownError: shutdown has begun, before or while it
+                waited.
+            TypeError, ValueError: as in `submit`, before any waiting.
+            RuntimeError: called outside the executor's event loop.
+        """
+        pool = self._usable()
+        if not callable(fn):
+            reject_function(fn)
+        plan = cast("Plan | None", self._plain_plan)
+        names = kwargs.keys() & OPTION_NAMES
+        if names:
+            plan = self._plan({name: kwargs.pop(name) for name in names})
+        if pool.room is None:
+            await checkpoint()
+        else:
+            await pool.room.wait()
+        pool = self._usable()  # shut down meanwhile?
+        job = pool.submit(fn, args, kwargs or None, copy_context(), plan)
         return AsyncFuture(job)
 
     # -- many tasks ----------------------------------------------------------------
@@ -210,7 +323,7 @@ class AsyncExecutor:
         timeout: float | None = None,
         progress: Progress = None,
         return_exceptions: bool = False,
-        **options: Unpack[TaskOptions],
+        **options: Unpack[MapOptions],
     ) -> list[T]:
         """Run ``fn`` over the items of ``iterables``; return the results.
 
@@ -259,7 +372,7 @@ class AsyncExecutor:
         ordered: bool = True,
         progress: Progress = None,
         return_exceptions: bool = False,
-        **options: Unpack[TaskOptions],
+        **options: Unpack[MapOptions],
     ) -> MapIterator[T]:
         """Like `map`, but yield each result as soon as it is ready.
 
@@ -297,12 +410,13 @@ class AsyncExecutor:
         check_timeout(timeout)
         if not iterables:
             raise TypeError("map_iter() needs at least one iterable")
-        plan = self._plan(dict(options))
+        plan, item_plans = self._map_plans(dict(options))
         return MapIterator(
             pool,
             fn,
             iterables,
             plan,
+            item_plans,
             timeout=timeout,
             ordered=ordered,
             progress=progress,

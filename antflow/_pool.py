@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from ._limits import Gate, WaitingLine
     from ._options import Plan
+    from ._room import Room
 
 #: Jobs a worker may take in a row without a checkpoint of its own.
 STREAK: Final = 32
@@ -108,6 +109,8 @@ class Pool:
         #: Task ids of our workers, so shutdown() can refuse to wait for itself.
         self.worker_ids: set[int] = set()
         self.on_task_exit: Callable[[], None] = _nothing
+        #: The bound on pending jobs and its waiters (max_pending), if any.
+        self.room: Room | None = None
 
     # -- submitting ------------------------------------------------------------
 
@@ -141,6 +144,23 @@ class Pool:
             # Invariant: the backlog holds jobs only while every slot is busy
             # (or, in manual use, until the pool's task group is up).
             self._backlog.append(job)
+        return job
+
+    def failed(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        context: Context,
+        error: Exception,
+    ) -> Job:
+        """A job that failed before it could be queued (a map item whose
+        limiter could not be chosen): final at once, counted like any job."""
+        if not self.accepting:
+            raise ExecutorShutdownError("cannot submit: the executor is shut down")
+        self.submitted += 1
+        job = Job(self, self.submitted, fn, args, None, context, None, ())
+        self.outstanding += 1
+        job.settle(FAILED, error)
         return job
 
     def has_free_slot(self) -> bool:
@@ -200,6 +220,8 @@ class Pool:
             if line is not None:
                 line.remove(job)
         self._running[job] = None
+        if self.room is not None:
+            self.room.changed()
         return True
 
     def admit_from_line(self, line: WaitingLine, job: Job) -> None:
@@ -518,6 +540,8 @@ class Pool:
 
     def job_settled(self, job: Job) -> None:
         self.finals[job.state] += 1
+        if self.room is not None:
+            self.room.changed()
         self.unhold()
 
     def hold(self) -> None:
@@ -588,6 +612,8 @@ class Pool:
     def close(self) -> None:
         """No more jobs will come: idle workers and waiting lines end."""
         self.accepting = False
+        if self.room is not None:
+            self.room.shut_down()
         for line in list(self._lines.values()):
             line.scope.cancel()  # only cancelled jobs can be left in it
         self._release_idle()
