@@ -2,7 +2,7 @@
 name the input, and tracebacks that start at the user's code.
 
 Rules pinned here (docs/guide.md, "Errors" and "Keeping going with
-return_exceptions"; docs/semantics.md, "Failed items"):
+return_exceptions"; docs/semantics.md, "map and map_iter"):
 
 * ``return_exceptions=True``: a failed item's exception object takes its
   place in the results, after its retries; the other items go on. A map
@@ -135,7 +135,7 @@ async def test_return_exceptions_off_raises_the_first_failure_with_its_note() ->
 async def test_a_cancelled_item_still_ends_the_call() -> None:
     """return_exceptions returns exceptions, not cancellations: an item
     cancelled by shutdown(cancel_futures=True) ends the map with
-    antflow.CancelledError (docs/semantics.md, "Failed items")."""
+    antflow.CancelledError (docs/semantics.md, "map and map_iter")."""
     from antflow import CancelledError
 
     started = anyio.Event()
@@ -159,8 +159,8 @@ async def test_a_cancelled_item_still_ends_the_call() -> None:
 
 async def test_cancelling_the_caller_ends_the_call_and_its_items() -> None:
     """Cancellation of the code around the map ends it, return_exceptions or
-    not, and its items have exited by then (docs/semantics.md, "Failed
-    items")."""
+    not, and its items have exited by then (docs/semantics.md, "map and
+    map_iter")."""
     exited: list[int] = []
 
     async def slow(x: int) -> int:

@@ -1,6 +1,6 @@
 """Per-item limiters: ``semaphore=`` and ``rate_limit=`` of map and map_iter
 given as a function of the item (docs/guide.md, "Limits per item";
-docs/semantics.md, "Limits per item").
+docs/semantics.md, "map and map_iter").
 
 Pinned here:
 
@@ -162,7 +162,7 @@ async def test_a_bad_choice_fails_that_item_alone_with_its_note(
 ) -> None:
     """The function raising, or returning an awaitable or what is not a
     limiter, fails its item (never calling fn) and the map goes on
-    (docs/semantics.md, "Limits per item")."""
+    (docs/semantics.md, "map and map_iter")."""
     ran: list[int] = []
     good: Any = (
         anyio.CapacityLimiter(2) if option == "semaphore" else RateLimiter(10**6)

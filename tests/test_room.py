@@ -237,7 +237,7 @@ async def test_maps_wait_for_room_and_keep_the_bound(kind: str) -> None:
 
 async def test_a_map_waiting_for_room_goes_on_through_a_graceful_shutdown() -> None:
     """A running map keeps the executor open during shutdown() (docs/
-    semantics.md, "Shutting down"), waiting for room as before."""
+    semantics.md, "Shutdown"), waiting for room as before."""
     gate = anyio.Event()
     async with AsyncExecutor(max_workers=1, max_pending=1) as ex:
         ex.submit(gate.wait)
