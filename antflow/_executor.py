@@ -316,6 +316,26 @@ class AsyncExecutor:
 
     # -- many tasks ----------------------------------------------------------------
 
+    @overload
+    async def map(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        progress: Progress = None,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> list[T]: ...
+    @overload
+    async def map(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        progress: Progress = None,
+        return_exceptions: bool,
+        **options: Unpack[MapOptions],
+    ) -> list[T | Exception]: ...
     async def map(
         self,
         fn: Callable[..., Awaitable[T]],
@@ -324,7 +344,7 @@ class AsyncExecutor:
         progress: Progress = None,
         return_exceptions: bool = False,
         **options: Unpack[MapOptions],
-    ) -> list[T]:
+    ) -> list[T] | list[T | Exception]:
         """Run ``fn`` over the items of ``iterables``; return the results.
 
         Results come in input order, like ``list(concurrent.futures.
@@ -364,6 +384,28 @@ class AsyncExecutor:
         )
         return await results.collect()
 
+    @overload
+    def map_iter(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        ordered: bool = True,
+        progress: Progress = None,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> MapIterator[T]: ...
+    @overload
+    def map_iter(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        ordered: bool = True,
+        progress: Progress = None,
+        return_exceptions: bool,
+        **options: Unpack[MapOptions],
+    ) -> MapIterator[T | Exception]: ...
     def map_iter(
         self,
         fn: Callable[..., Awaitable[T]],
@@ -373,7 +415,7 @@ class AsyncExecutor:
         progress: Progress = None,
         return_exceptions: bool = False,
         **options: Unpack[MapOptions],
-    ) -> MapIterator[T]:
+    ) -> MapIterator[T] | MapIterator[T | Exception]:
         """Like `map`, but yield each result as soon as it is ready.
 
         With ``ordered=True`` (the default) a result is yielded once it and

@@ -284,8 +284,9 @@ class Lifecycle:
         assert scope is not None
         with scope:
             await anyio.sleep_forever()
-        if self.phase != CLOSED:  # the grace period is over, work is left
-            self.pool.cancel_all()  # type: ignore[union-attr]
+        pool = self.pool
+        if pool is not None and self.phase != CLOSED:
+            pool.cancel_all()  # the grace period is over, and work is left
 
     async def _drain(self) -> None:
         pool = self.pool

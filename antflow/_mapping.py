@@ -327,9 +327,9 @@ class _Source:
                     args = await inputs.next_async()
                     if args is None:
                         break
-                    room = self.pool.room
-                    if room is not None:
-                        await room.wait(keep_open=True)
+                    bound = self.pool.room
+                    if bound is not None:
+                        await bound.wait(keep_open=True)
                     self.submit(args)
                     window.wake()
         except Exception as error:

@@ -47,8 +47,8 @@ def is_chooser(value: object, option: str = "semaphore") -> bool:
     Raises:
         TypeError: ``value`` is a class (a limiter class without ``(...)``).
     """
-    if value is None or not callable(value) or isinstance(value, RateLimiter):
-        return False
+    if value is None or not callable(value):
+        return False  # a RateLimiter, among others
     if isinstance(value, type):
         raise TypeError(
             f"{option}: got the class {value.__name__}, not a limiter: did you mean "
@@ -73,8 +73,8 @@ class ItemPlans:
 
     def __init__(
         self,
-        semaphore: Callable[..., Any] | Any,
-        rate_limit: Callable[..., RateLimiter | None] | RateLimiter | None,
+        semaphore: Any,
+        rate_limit: Any,
         base: CallOptions | None,
         executor_rate: RateLimiter | None,
         backend: str,
