@@ -780,10 +780,12 @@ class Model(RuleBasedStateMachine):
             except ExecutorFullError:
                 return (None,)  # max_pending reached: no crash this time
 
+        # The block takes no more rules either way (refused or not), so that
+        # which rules run never depends on timing.
+        block.crashed = True
         (future,) = self.portal.call(do)
         if future is None:
             return
-        block.crashed = True
         block.crash_job = job
         self.world.futures.append((job, future, ["a", "b", "a"]))
 
