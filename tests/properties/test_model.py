@@ -183,6 +183,7 @@ class Asubmit:
     finished: anyio.Event = field(default_factory=anyio.Event)
     future: AsyncFuture[Any] | None = None
     outcome: BaseException | None = None
+    cancelled: bool = False
 
 
 class World:
@@ -600,8 +601,7 @@ class Model(RuleBasedStateMachine):
                             lambda _, name=name: callbacks.append(name)
                         )
                     self.world.futures.append((job, future, callbacks))
-                if record.scope.cancelled_caught and record.future is None:
-                    record.outcome = anyio.get_cancelled_exc_class()()
+                record.cancelled = record.scope.cancelled_caught
             except BaseException as error:
                 record.outcome = error
             finally:
@@ -1063,10 +1063,10 @@ def asubmit_problems(record: Asubmit) -> list[str]:
     if record.future is not None:
         return []
     outcome = record.outcome
-    if not isinstance(outcome, anyio.get_cancelled_exc_class() | ExecutorShutdownError):
+    if not (record.cancelled or isinstance(outcome, ExecutorShutdownError)):
         return [f"{where} ended with {outcome!r}"]
     if record.job.attempts:
-        return [f"{where} raised {outcome!r}, yet its job ran"]
+        return [f"{where} ended ({outcome!r}), yet its job ran"]
     return []
 
 
