@@ -524,3 +524,42 @@ async def test_every_item_is_its_value_or_its_exception_with_its_note(
         assert [int(str(r)) if isinstance(r, Bad) else r for r in results] == items
     assert limiter.borrowed_tokens == 0
     assert task_count() == before
+
+
+# --------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------
+
+
+class Arg:
+    pass
+
+
+async def test_returned_exceptions_and_their_arguments_die_with_the_results() -> None:
+    """No cycle through a returned exception's traceback: dropping the
+    results frees it, its frames and the item's arguments by reference
+    counting alone (docs/semantics.md, "Memory")."""
+    import gc
+    import weakref
+
+    async def fail(arg: Arg) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise Bad("with its argument in a frame")
+
+    arg = Arg()
+    arg_ref = weakref.ref(arg)
+    gc.collect()
+    gc.disable()
+    try:
+        async with AsyncExecutor(max_workers=2) as ex:
+            results = await ex.map(
+                fail, [arg], semaphore=lambda a: None, return_exceptions=True
+            )
+        del arg
+        error_ref = weakref.ref(results[0])
+        assert arg_ref() is not None  # the failing frame still holds it
+        del results
+        assert error_ref() is None
+        assert arg_ref() is None
+    finally:
+        gc.enable()
