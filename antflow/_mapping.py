@@ -270,9 +270,10 @@ class _Source:
         window, inputs, limit = self.window, self.inputs, self.limit
         room = self.pool.room
         while window.size() < limit:
-            if room is not None and not granted and not room.available():
-                return
-            granted = False
+            if room is not None:
+                if not granted and not room.available():
+                    return
+                granted = False
             args = inputs.next_sync()
             if args is None:
                 self.fed = True
@@ -280,13 +281,11 @@ class _Source:
             self.submit(args)
 
     def submit(self, args: tuple[Any, ...]) -> None:
-        context = self.context.copy()
-        position = self.position
         if self.item_plans is None:
-            job = self.pool.submit(self.fn, args, None, context, self.plan)
+            job = self.pool.submit(self.fn, args, None, self.context.copy(), self.plan)
         else:
-            job = self._submit_chosen(args, context)
-        job.position = position
+            job = self._submit_chosen(args)
+        job.position = position = self.position
         self.position += 1
         window = self.window
         job.observer = window
@@ -297,10 +296,11 @@ class _Source:
                 job.value.add_note(item_note(position, self.fn, args))
             window.job_final(job)
 
-    def _submit_chosen(self, args: tuple[Any, ...], context: Context) -> Job:
+    def _submit_chosen(self, args: tuple[Any, ...]) -> Job:
         """Submit an item whose limiters its own arguments choose; an error
         while choosing fails the item alone (see _per_item)."""
         assert self.item_plans is not None
+        context = self.context.copy()
         try:
             plan = self.item_plans.plan_for(args, context)
         except Exception as error:
