@@ -434,11 +434,13 @@ class Pool:
 
     async def _wait_for_work(self) -> bool:
         """Idle until there may be work; False: the worker should end."""
+        if self._want_slot:
+            # The slot we leave free is for the lines waiting for one, even
+            # when we end: a line left waiting for a slot nobody frees
+            # would keep the jobs parked in it later waiting for ever.
+            self._free_slot_for_lines()
         if not self.outstanding or not self.accepting:
             return False
-        if self._want_slot:
-            # The slot we leave free is for the lines waiting for one.
-            self._free_slot_for_lines()
         event = anyio.Event()
         self._idle.append(event)
         try:
