@@ -103,20 +103,20 @@ class AsCompleted(Generic[T]):
     def __init__(
         self, futures: Iterable[AsyncFuture[T]], timeout: float | None
     ) -> None:
-        self._pending: dict[AsyncFuture[T], None] = {}  # for __del__ if we raise
+        #: Futures not yet finished, with the key of our callback on each.
+        self._pending: dict[AsyncFuture[T], int] = {}  # for __del__ if we raise
         check_timeout(timeout)
         distinct = _distinct(futures)
         self._finished: deque[AsyncFuture[T]] = deque(f for f in distinct if f.done())
-        self._pending = dict.fromkeys(f for f in distinct if not f.done())
+        pending = [f for f in distinct if not f.done()]
         self._event: anyio.Event | None = None
         self._timeout = timeout
         self._deadline: float | None = None
         self._watch = weak_callback(self._on_done)
-        for future in self._pending:
-            future.add_done_callback(self._watch)
+        self._pending = {f: job_of(f).add_callback(self._watch) for f in pending}
 
     def _on_done(self, future: AsyncFuture[T]) -> None:
-        if self._pending.pop(future, 0) is None:
+        if self._pending.pop(future, None) is not None:
             self._finished.append(future)
             if self._event is not None:
                 self._event.set()
@@ -154,8 +154,8 @@ class AsCompleted(Generic[T]):
 
     def close(self) -> None:
         """Stop watching: unregister from the futures still pending."""
-        for future in self._pending:
-            future.remove_done_callback(self._watch)
+        for future, key in self._pending.items():
+            job_of(future).discard_callback(key)
         self._pending.clear()
         self._finished = deque()
 
@@ -215,15 +215,14 @@ async def wait(
     waiter = _Waiter(strategy, distinct)
     timed_out = False
     if not waiter.satisfied():
-        for future in pending:
-            future.add_done_callback(waiter.on_done)
+        keys = [(job, job.add_callback(waiter.on_done)) for job in map(job_of, pending)]
         try:
             with anyio.move_on_after(timeout) as scope:
                 await waiter.event.wait()
             timed_out = scope.cancelled_caught
         finally:
-            for future in pending:
-                future.remove_done_callback(waiter.on_done)
+            for job, key in keys:
+                job.discard_callback(key)
     done = {f for f in distinct if f.done()}
     if (
         timed_out
