@@ -86,14 +86,16 @@ class Lifecycle:
         token = self._token = _compat.loop_token()
         self.backend = _compat.backend_name(token)
         self.on_own_loop = _compat.loop_checker(token)
-        pool = self.pool = self.open_pool = Pool(self.max_workers, self.on_own_loop)
+        if self.max_pending is None:
+            pool = Pool(self.max_workers, self.on_own_loop)
+        else:
+            from ._room import bounded_pool
+
+            pool = bounded_pool(self.max_workers, self.on_own_loop, self.max_pending)
+        self.pool = self.open_pool = pool
         pool.on_idle = self._became_idle
         pool.on_task_exit = self._maybe_stopped
         pool.on_crash = self.abort
-        if self.max_pending is not None:
-            from ._room import Room
-
-            pool.room = Room(pool, self.max_pending)
         self._stopped = anyio.Event()
         self._done = anyio.Event()
         self.phase = OPEN

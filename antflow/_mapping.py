@@ -269,11 +269,16 @@ class _Source:
             return
         window, inputs, limit = self.window, self.inputs, self.limit
         room = self.pool.room
-        while window.size() < limit:
-            if room is not None:
-                if not granted and not room.available():
+        if room is None:
+            while window.size() < limit:
+                args = inputs.next_sync()
+                if args is None:
+                    self.fed = True
                     return
-                granted = False
+                self.submit(args)
+            return
+        while window.size() < limit and (granted or room.available()):
+            granted = False
             args = inputs.next_sync()
             if args is None:
                 self.fed = True

@@ -109,7 +109,8 @@ class Pool:
         #: Task ids of our workers, so shutdown() can refuse to wait for itself.
         self.worker_ids: set[int] = set()
         self.on_task_exit: Callable[[], None] = _nothing
-        #: The bound on pending jobs and its waiters (max_pending), if any.
+        #: The bound on pending jobs and its waiters (max_pending), if any:
+        #: set by ``_room.BoundedPool``, which also tells it of each change.
         self.room: Room | None = None
 
     # -- submitting ------------------------------------------------------------
@@ -220,8 +221,6 @@ class Pool:
             if line is not None:
                 line.remove(job)
         self._running[job] = None
-        if self.room is not None:
-            self.room.changed()
         return True
 
     def admit_from_line(self, line: WaitingLine, job: Job) -> None:
@@ -563,8 +562,6 @@ class Pool:
 
     def job_settled(self, job: Job) -> None:
         self.finals[job.state] += 1
-        if self.room is not None:
-            self.room.changed()
         self.unhold()
 
     def hold(self) -> None:

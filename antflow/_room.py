@@ -17,22 +17,27 @@ a worker that is about to start them are not pending. An executor with
   have nothing in flight; they never raise for it.
 
 Room appears when a pending job is admitted (takes a worker slot) or ends
-without running; the pool calls `Room.changed` then, and the room wakes as
-many waiters as there is room for. Counting needs no state per job: pending
-is ``submitted - final - admitted``, from the pool's own counters.
+without running; a `BoundedPool` (the pool of an executor with
+``max_pending``; the others pay nothing for it) calls `Room.changed` then,
+and the room wakes as many waiters as there is room for. Counting needs no
+state per job: pending is ``submitted - final - admitted``, from the pool's
+own counters.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
 
 from ._exceptions import ExecutorFullError, ExecutorShutdownError
+from ._pool import Pool
 
 if TYPE_CHECKING:
-    from ._pool import Pool
+    from ._job import Job
+    from ._limits import WaitingLine
 
 
 class Room:
@@ -125,3 +130,29 @@ class Room:
         while waiters:
             self._promised += 1
             waiters.popleft().set()
+
+
+class BoundedPool(Pool):
+    """A pool that tells its `Room` when a pending job is admitted or ends."""
+
+    #: The same as ``room``, never None here.
+    bound: Room
+
+    def _admit(self, job: Job, line: WaitingLine | None = None) -> bool:
+        if super()._admit(job, line):
+            self.bound.changed()
+            return True
+        return False
+
+    def job_settled(self, job: Job) -> None:
+        super().job_settled(job)
+        self.bound.changed()
+
+
+def bounded_pool(
+    max_workers: int, on_own_loop: Callable[[], bool], max_pending: int
+) -> BoundedPool:
+    """The pool of an executor with ``max_pending``."""
+    pool = BoundedPool(max_workers, on_own_loop)
+    pool.room = pool.bound = Room(pool, max_pending)
+    return pool
