@@ -84,7 +84,7 @@ def _lowest_pins() -> list[str]:
 @nox.parametrize("python", list(INTERPRETERS.values()), ids=list(INTERPRETERS))
 def tests(session: nox.Session) -> None:
     """The whole suite on asyncio, uvloop and trio."""
-    session.install("-e", ".[trio,uvloop,progress]", *TEST_DEPS)
+    session.install("-e", ".[trio,uvloop,progress,otel,timeline]", *TEST_DEPS)
     session.run("pytest", *session.posargs)
 
 
@@ -123,7 +123,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=OLDEST)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright (strict) on the package and tests/typing."""
-    session.install("-e", ".[trio,progress]", "mypy", "pyright")
+    session.install("-e", ".[trio,progress,otel,timeline]", "mypy", "pyright")
     session.run("mypy", "antflow", "tests/typing")
     session.run("pyright")
 
@@ -165,10 +165,15 @@ def docs(session: nox.Session) -> None:
 
     Any warning fails the build: a broken link or anchor, a page missing from
     the navigation, a docstring mkdocstrings cannot render.
-    ``nox -s docs -- -d /tmp/site`` builds elsewhere.
+    ``nox -s docs -- -d /tmp/site`` builds elsewhere. First the Observability
+    page's timelines are drawn again from real runs (docs/make_timelines.py:
+    trio's mock clock, so a few seconds and no network).
     """
     # ruff lets mkdocstrings format the signatures it shows.
-    session.install("-e", ".", "mkdocs-material", "mkdocstrings[python]", "ruff")
+    session.install(
+        "-e", ".[trio,timeline]", "mkdocs-material", "mkdocstrings[python]", "ruff"
+    )
+    session.run("python", "docs/make_timelines.py")
     session.run(
         "mkdocs",
         "build",

@@ -45,6 +45,7 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
     plan = job.plan
     assert plan is not None
     retry = plan.retry
+    events = plan.events
     try:
         while True:
             if job.cancelling:
@@ -53,9 +54,15 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
                 # starts (the worker settles the job cancelled).
                 return None
             job.attempts += 1
+            if events is not None:
+                events.started(job)
             try:
                 return await attempt(job.call(), plan)
             except Exception as error:
+                if plan.timeout is not None:
+                    from ._events import attempt_failed
+
+                    attempt_failed(job, plan, error)  # DEBUG log, TimedOut
                 if retry is None or job.cancelling or _cancelled_from_outside():
                     raise
                 if job.retry_state is None:
@@ -64,6 +71,9 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
                 delay = retry.next_delay(job.retry_state, error)
                 if delay is None:
                     raise
+                from ._events import retrying
+
+                retrying(job, plan, error, delay)  # DEBUG log, Retrying
             finally:
                 pool.give_back(job)
             pool.retrying(job)

@@ -8,7 +8,7 @@ Each method checks its arguments and hands the work on: the life cycle
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from contextvars import copy_context
 from types import TracebackType
 from typing import (
@@ -32,6 +32,7 @@ from ._future import AsyncFuture
 from ._lifecycle import Lifecycle
 from ._options import (
     OPTION_NAMES,
+    CallOptions,
     MapOptions,
     Plan,
     TaskOptions,
@@ -42,10 +43,12 @@ from ._per_item import ItemPlans, is_chooser
 from ._rate import RateLimiter
 
 if TYPE_CHECKING:
+    from ._events import EventHub
     from ._mapping import MapIterator, Progress
     from ._pool import Pool
     from ._statistics import ExecutorStatistics
     from ._wait import AsCompleted, WaitStrategy
+    from .events import EventHook
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -74,10 +77,14 @@ class AsyncExecutor:
             At the bound `submit` raises `ExecutorFullError`, `asubmit`
             waits for room, and ``map``/``map_iter`` read no further input
             until there is room. Running tasks do not count.
+        on_event: A hook, or a list of hooks, called with each event of
+            every job (see ``antflow.events``). Default: none, and then
+            events cost nothing.
 
     Raises:
-        TypeError: ``max_workers`` or ``max_pending`` is not an int, or
-            ``rate_limit`` not a `RateLimiter`.
+        TypeError: ``max_workers`` or ``max_pending`` is not an int,
+            ``rate_limit`` not a `RateLimiter`, or ``on_event`` not a
+            callable (or list of them).
         ValueError: ``max_workers`` or ``max_pending`` < 1.
     """
 
@@ -87,6 +94,7 @@ class AsyncExecutor:
         *,
         rate_limit: RateLimiter | None = None,
         max_pending: int | None = None,
+        on_event: EventHook | Sequence[EventHook] | None = None,
     ) -> None:
         check_int("max_workers", max_workers, minimum=1)
         if max_pending is not None:
@@ -104,12 +112,20 @@ class AsyncExecutor:
         self._life = Lifecycle(max_workers, max_pending)
         #: The plan of a call with no option, once the backend is known.
         self._plain_plan: Plan | _Unset | None = _UNSET
+        #: Events (``_events``): made when a hook is first set, else None.
+        self._hub: EventHub | None = None
+        if on_event is not None:
+            from ._events import EventHub, hooks_of
+
+            self._hub = EventHub(hooks_of(on_event))
 
     # -- life cycle ------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncExecutor:
         await self._life.enter()
-        self._plain_plan = make_plan(None, self._rate_limit, self._life.backend)
+        self._plain_plan = make_plan(
+            None, self._rate_limit, self._life.backend, self._hub
+        )
         return self
 
     async def __aexit__(
@@ -168,13 +184,24 @@ class AsyncExecutor:
         """The open pool (manual use: the first call starts it)."""
         pool = self._life.usable()
         if self._plain_plan is _UNSET:
-            self._plain_plan = make_plan(None, self._rate_limit, self._life.backend)
+            self._plain_plan = make_plan(
+                None, self._rate_limit, self._life.backend, self._hub
+            )
         return pool
 
     def _plan(self, options: dict[str, Any]) -> Plan | None:
         if not options:
             return cast("Plan | None", self._plain_plan)
-        return make_plan(parse_options(options), self._rate_limit, self._life.backend)
+        call = parse_options(options)
+        self._need_hub(call)
+        return make_plan(call, self._rate_limit, self._life.backend, self._hub)
+
+    def _need_hub(self, call: CallOptions | None) -> None:
+        """A call with hooks of its own needs the executor's event hub."""
+        if call is not None and call.on_event is not None and self._hub is None:
+            from ._events import EventHub
+
+            self._hub = EventHub(())
 
     def _map_plans(
         self, options: dict[str, Any]
@@ -191,8 +218,9 @@ class AsyncExecutor:
             if not (name in ("semaphore", "rate_limit") and is_chooser(value, name))
         }
         base = parse_options(fixed)  # checks the other options
+        self._need_hub(base)
         return None, ItemPlans(
-            semaphore, rate_limit, base, self._rate_limit, self._life.backend
+            semaphore, rate_limit, base, self._rate_limit, self._life.backend, self._hub
         )
 
     # -- one task ----------------------------------------------------------------
@@ -219,7 +247,7 @@ class AsyncExecutor:
         Keyword arguments named like the options of `TaskOptions`
         (``semaphore``, ``rate_limit``, ``retries``, ``retry_delay``,
         ``retry_on``, ``retry_max_delay``, ``retry_jitter``,
-        ``task_timeout``) are options; the others go to ``fn``.
+        ``task_timeout``, ``on_event``) are options; the others go to ``fn``.
 
         Args:
             fn: An async function (or any callable returning an awaitable).

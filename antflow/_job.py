@@ -191,8 +191,12 @@ class Job:
         # Drop the call, so its arguments die with the work.
         self.fn = self.args = self.kwargs = self.context = None
         self.retry_state = self.scope = None
-        # Counted first, so statistics() agrees inside done callbacks.
+        # Counted first, so statistics() agrees inside done callbacks (and
+        # inside event hooks, told next).
         self.pool.job_settled(self)
+        plan = self.plan
+        if plan is not None and plan.events is not None:
+            plan.events.final(self)
         if self.event is not None:
             self.event.set()
         if self.observer is not None:

@@ -286,11 +286,14 @@ class _Source:
             self.submit(args)
 
     def submit(self, args: tuple[Any, ...]) -> None:
+        position = self.position
         if self.item_plans is None:
-            job = self.pool.submit(self.fn, args, None, self.context.copy(), self.plan)
+            job = self.pool.submit(
+                self.fn, args, None, self.context.copy(), self.plan, position
+            )
         else:
-            job = self._submit_chosen(args)
-        job.position = position = self.position
+            job = self._submit_chosen(args, position)
+        job.position = position
         self.position += 1
         window = self.window
         job.observer = window
@@ -301,17 +304,19 @@ class _Source:
                 job.value.add_note(item_note(position, self.fn, args))
             window.job_final(job)
 
-    def _submit_chosen(self, args: tuple[Any, ...]) -> Job:
+    def _submit_chosen(self, args: tuple[Any, ...], position: int) -> Job:
         """Submit an item whose limiters its own arguments choose; an error
         while choosing fails the item alone (see _per_item)."""
-        assert self.item_plans is not None
+        item_plans = self.item_plans
+        assert item_plans is not None
         context = self.context.copy()
         try:
-            plan = self.item_plans.plan_for(args, context)
+            plan = item_plans.plan_for(args, context)
         except Exception as error:
             drop_own_frames(error)
-            return self.pool.failed(self.fn, args, context, error)
-        return self.pool.submit(self.fn, args, None, context, plan)
+            unlimited = item_plans.without_limiters()  # for its events
+            return self.pool.failed(self.fn, args, context, error, unlimited, position)
+        return self.pool.submit(self.fn, args, None, context, plan, position)
 
     async def start_feeder(self) -> None:
         self.feeder_scope = anyio.CancelScope()

@@ -41,6 +41,7 @@ class _CommonOptions(TypedDict, total=False):
     retry_max_delay: float | None
     retry_jitter: float
     task_timeout: float | None
+    on_event: Any
 
 
 class TaskOptions(_CommonOptions, total=False):
@@ -62,6 +63,9 @@ class TaskOptions(_CommonOptions, total=False):
         task_timeout: A deadline in seconds for each attempt; an attempt past
             it is cancelled and fails with ``TimeoutError``, which is retried
             like any other exception.
+        on_event: A hook (or a list of hooks) called with each event of
+            this call's jobs (see ``antflow.events``), after the executor's
+            own.
     """
 
     semaphore: Any
@@ -98,6 +102,7 @@ class CallOptions(NamedTuple):
     rate_limit: RateLimiter | None
     retry: RetryPolicy | None
     task_timeout: float | None
+    on_event: tuple[Any, ...] | None = None
 
 
 def parse_options(options: dict[str, Any]) -> CallOptions | None:
@@ -130,6 +135,11 @@ def parse_options(options: dict[str, Any]) -> CallOptions | None:
             f"{type(rate_limit).__name__}{hint}"
         )
     semaphore = get("semaphore")
+    on_event = get("on_event")
+    if on_event is not None:
+        from ._events import hooks_of
+
+        on_event = hooks_of(on_event)
     retry = (
         RetryPolicy(retries, retry_delay, predicate, retry_max_delay, retry_jitter)
         if retries
@@ -140,9 +150,10 @@ def parse_options(options: dict[str, Any]) -> CallOptions | None:
         and rate_limit is None
         and retry is None
         and task_timeout is None
+        and on_event is None
     ):
         return None  # nothing asked: the plain path
-    return CallOptions(semaphore, rate_limit, retry, task_timeout)
+    return CallOptions(semaphore, rate_limit, retry, task_timeout, on_event)
 
 
 class Plan(NamedTuple):
@@ -158,6 +169,8 @@ class Plan(NamedTuple):
     rates_in_attempt: tuple[Any, ...]
     retry: RetryPolicy | None
     timeout: float | None
+    #: Makes the jobs' events (``_events.Emitter``), if anyone listens.
+    events: Any = None
 
     @property
     def needs_attempts(self) -> bool:
@@ -166,22 +179,32 @@ class Plan(NamedTuple):
         instructions per item for ``semaphore=CapacityLimiter(50)``
         (callgrind, asyncio, workload a)."""
         return not (
-            self.context_limiter is None and self.retry is None and self.timeout is None
+            self.context_limiter is None
+            and self.retry is None
+            and self.timeout is None
+            and self.events is None  # Started, TimedOut, Retrying come from there
         )
 
 
 def make_plan(
-    options: CallOptions | None, executor_rate: RateLimiter | None, backend: str
+    options: CallOptions | None,
+    executor_rate: RateLimiter | None,
+    backend: str,
+    hub: Any = None,
 ) -> Plan | None:
     """Compile a call's options for an executor; None for the plain path.
+
+    ``hub`` is the executor's ``_events.EventHub``, if it has one.
 
     Raises:
         TypeError: a semaphore antflow cannot use on this backend.
     """
     if options is None:
+        events = None if hub is None else hub.emitter(None, (executor_rate,))
         if executor_rate is None:
-            return None
-        return Plan(((pacer_of(executor_rate), rate_gate()),), None, (), None, None)
+            return None if events is None else Plan((), None, (), None, None, events)
+        rate = (pacer_of(executor_rate), rate_gate())
+        return Plan((rate,), None, (), None, None, events)
     gates: list[tuple[Any, Gate]] = []
     context_limiter = None
     semaphore = options.semaphore
@@ -206,4 +229,5 @@ def make_plan(
         rates_in_attempt,
         options.retry,
         options.task_timeout,
+        None if hub is None else hub.emitter(options.on_event, (semaphore, *limits)),
     )

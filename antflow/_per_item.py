@@ -67,6 +67,7 @@ class ItemPlans:
         "_choose_rate",
         "_choose_semaphore",
         "_executor_rate",
+        "_hub",
         "_rate",
         "_semaphore",
     )
@@ -78,6 +79,7 @@ class ItemPlans:
         base: CallOptions | None,
         executor_rate: RateLimiter | None,
         backend: str,
+        hub: Any = None,
     ) -> None:
         #: A chooser, or the call's fixed limiter (or None).
         self._semaphore = semaphore
@@ -88,6 +90,8 @@ class ItemPlans:
         self._base = base
         self._executor_rate = executor_rate
         self._backend = backend
+        #: The executor's event hub (``_events``), if it has one.
+        self._hub = hub
         #: ``(id(semaphore), id(rate))`` -> (semaphore, rate, plan); the
         #: limiters are kept so their ids stay theirs.
         self._cache: dict[tuple[int, int], tuple[Any, Any, Plan | None]] = {}
@@ -129,14 +133,19 @@ class ItemPlans:
         self._cache[key] = (semaphore, rate, plan)
         return plan
 
+    def without_limiters(self) -> Plan | None:
+        """The plan of an item with no limiter: for one whose choice failed,
+        so that its events are those of the call."""
+        return self._compile(None, None)
+
     def _compile(self, semaphore: Any, rate: RateLimiter | None) -> Plan | None:
         base = self._base
-        retry = None if base is None else base.retry
-        timeout = None if base is None else base.task_timeout
-        if semaphore is None and rate is None and retry is None and timeout is None:
-            return make_plan(None, self._executor_rate, self._backend)
-        options = CallOptions(semaphore, rate, retry, timeout)
-        return make_plan(options, self._executor_rate, self._backend)
+        if base is None:
+            base = CallOptions(None, None, None, None)
+        if semaphore is None and rate is None and base == (None,) * len(base):
+            return make_plan(None, self._executor_rate, self._backend, self._hub)
+        options = base._replace(semaphore=semaphore, rate_limit=rate)
+        return make_plan(options, self._executor_rate, self._backend, self._hub)
 
 
 def _choose(

@@ -122,8 +122,12 @@ class Pool:
         kwargs: dict[str, Any] | None,
         context: Context,
         plan: Plan | None,
+        position: int | None = None,
     ) -> Job:
-        """Queue one job; start it now if a worker slot is free."""
+        """Queue one job; start it now if a worker slot is free.
+
+        ``position``: a map item's index, for its events.
+        """
         if not self.accepting:
             raise ExecutorShutdownError("cannot submit: the executor is shut down")
         self.submitted += 1
@@ -137,6 +141,8 @@ class Pool:
             plan,
             () if plan is None else plan.gates,
         )
+        if plan is not None and plan.events is not None:
+            plan.events.queued(job, position)  # first, before any other event
         self.outstanding += 1
         if len(self._running) < self.max_workers and self.task_group is not None:
             if self._admit(job):
@@ -153,13 +159,18 @@ class Pool:
         args: tuple[Any, ...],
         context: Context,
         error: Exception,
+        plan: Plan | None,
+        position: int | None,
     ) -> Job:
         """A job that failed before it could be queued (a map item whose
-        limiter could not be chosen): final at once, counted like any job."""
+        limiter could not be chosen): final at once, counted like any job,
+        its events (``plan``'s) those of a job that failed at once."""
         if not self.accepting:
             raise ExecutorShutdownError("cannot submit: the executor is shut down")
         self.submitted += 1
-        job = Job(self, self.submitted, fn, args, None, context, None, ())
+        job = Job(self, self.submitted, fn, args, None, context, plan, ())
+        if plan is not None and plan.events is not None:
+            plan.events.queued(job, position)
         self.outstanding += 1
         job.settle(FAILED, error)
         return job
@@ -303,6 +314,9 @@ class Pool:
             self.tasks += 1
             self.task_group.start_soon(line.serve)
         line.add(job)
+        plan = job.plan
+        if plan is not None and plan.events is not None:
+            plan.events.waiting(job, limiter)
 
     def _give_back_first(self, job: Job, count: int) -> None:
         for limiter, gate in job.gates[:count]:

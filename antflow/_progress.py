@@ -1,16 +1,20 @@
 """Progress reporting for ``map`` and ``map_iter`` (``progress=``).
 
 ``progress=True`` draws a bar on stderr: rich's when ``antflow[progress]`` is
-installed, else a plain one. The plain bar redraws one line with ``\\r`` only
-when stderr is a terminal; otherwise it writes a whole line at each tenth of
-the way (or every 1,000 items when the total is unknown), so logs and CI
-output stay readable. A callable is called as ``progress(done, total)``
-after each item that finished with a result or an exception.
+installed, else a plain one. On a terminal rich's bar shows the count, the
+rate and the time elapsed, and with a known length the bar and the time
+left; elsewhere it writes one summary line at the end. The plain bar
+redraws one line with ``\\r`` only when stderr is a terminal; otherwise it
+writes a whole line at each tenth of the way (or every 1,000 items when the
+total is unknown), so logs and CI output stay readable. A callable is
+called as ``progress(done, total)`` after each item that finished with a
+result or an exception.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterable, Sized
 from typing import Any, TextIO, cast
 
@@ -50,18 +54,56 @@ def _bar(total: int | None) -> Callable[[int], None]:
 
 
 class _RichBar:
+    """rich's bar on a terminal: count, rate, elapsed and, with a known
+    total, the bar and the time left. Anywhere else (a log, CI) one summary
+    line at the end, as the plain bar's last line would say it."""
+
     def __init__(self, module: Any, total: int | None) -> None:
         from rich.console import Console
 
-        self._progress = module.Progress(console=Console(stderr=True), transient=False)
-        self._task = self._progress.add_task("antflow", total=total)
+        self._total = total
+        self._done = 0
+        self._since = time.monotonic()
+        console = Console(stderr=True)
+        self._progress: Any = None
+        if not console.is_terminal:
+            return
+        columns: list[Any] = [module.TextColumn("antflow")]
+        if total is None:
+            columns.append(module.TextColumn("{task.completed} done"))
+        else:
+            columns += [module.BarColumn(), module.MofNCompleteColumn()]
+        columns += [
+            module.TextColumn("{task.fields[rate]}"),
+            module.TimeElapsedColumn(),
+        ]
+        if total is not None:
+            columns.append(module.TimeRemainingColumn())
+        self._progress = module.Progress(*columns, console=console, transient=False)
+        self._task = self._progress.add_task("antflow", total=total, rate="")
         self._progress.start()
 
     def __call__(self, done: int) -> None:
-        self._progress.update(self._task, completed=done)
+        self._done = done
+        if self._progress is not None:
+            rate = _rate(done, time.monotonic() - self._since)
+            self._progress.update(self._task, completed=done, rate=rate)
 
     def close(self) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
+            return
+        elapsed = time.monotonic() - self._since
+        done, total = self._done, self._total
+        count = f"{done} done" if total is None else f"{done}/{total} done"
+        sys.stderr.write(
+            f"antflow: {count} in {elapsed:.1f} s, {_rate(done, elapsed)}\n"
+        )
+        sys.stderr.flush()
+
+
+def _rate(done: int, elapsed: float) -> str:
+    return f"{done / elapsed:.1f}/s" if elapsed > 0 else "-/s"
 
 
 class _PlainBar:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -275,3 +276,72 @@ class Gauge:
         finally:
             self.active -= 1
         return i
+
+
+# --------------------------------------------------------------------------
+# Task events (antflow.events)
+# --------------------------------------------------------------------------
+
+
+def event_problems(events: list[Any]) -> list[str]:
+    """What is wrong with a run's events, in the order a hook received them
+    (docs/observability.md, "Order"): per job, one ``Queued`` first and one
+    final event last; attempts numbered 1, 2, ...; ``Waiting`` only between
+    attempts; ``TimedOut``/``Retrying`` about the attempt that just ran; the
+    final event's count of attempts; one position; and times that never go
+    back, per job and over the whole run."""
+    from antflow.events import (
+        FinalEvent,
+        Queued,
+        Retrying,
+        Started,
+        TimedOut,
+        Waiting,
+    )
+
+    problems: list[str] = []
+    by_job: dict[tuple[int, int], list[Any]] = {}
+    last_time = -math.inf
+    for event in events:
+        if event.time < last_time:
+            problems.append(f"time went back at {event}")
+        last_time = max(last_time, event.time)
+        by_job.setdefault((event.executor, event.job), []).append(event)
+    for key, sequence in by_job.items():
+        where = f"job {key}: {[type(e).__name__ for e in sequence]}"
+        if not isinstance(sequence[0], Queued):
+            problems.append(f"{where}: does not start with Queued")
+        if sum(isinstance(e, Queued) for e in sequence) != 1:
+            problems.append(f"{where}: not exactly one Queued")
+        finals = [e for e in sequence if isinstance(e, FinalEvent)]
+        if len(finals) != 1 or not isinstance(sequence[-1], FinalEvent):
+            problems.append(f"{where}: not exactly one final event, last")
+        if len({e.position for e in sequence}) != 1:
+            problems.append(f"{where}: positions differ")
+        attempt = 0  # the attempt running (or just ended), 0 before any
+        in_attempt = False
+        for event in sequence:
+            if isinstance(event, Started):
+                if event.attempt != attempt + 1:
+                    problems.append(f"{where}: attempt {event.attempt} after {attempt}")
+                if event.waited < 0 or event.limiter_wait < 0:
+                    problems.append(f"{where}: negative wait in {event}")
+                if event.limiter_wait > event.waited + 1e-9:
+                    problems.append(f"{where}: limiter wait above wait in {event}")
+                attempt, in_attempt = event.attempt, True
+            elif isinstance(event, Waiting):
+                if in_attempt:
+                    problems.append(f"{where}: Waiting during attempt {attempt}")
+            elif isinstance(event, TimedOut | Retrying):
+                if event.attempt != attempt or not in_attempt:
+                    problems.append(f"{where}: {event} is not about attempt {attempt}")
+                if isinstance(event, Retrying):
+                    in_attempt = False
+                    if event.delay < 0:
+                        problems.append(f"{where}: negative delay")
+            elif isinstance(event, FinalEvent) and event.attempts != attempt:
+                problems.append(f"{where}: final says {event.attempts} attempts")
+        times = [e.time for e in sequence]
+        if times != sorted(times):
+            problems.append(f"{where}: times go back: {times}")
+    return problems

@@ -413,26 +413,71 @@ needs_rich = pytest.mark.skipif(
 )
 
 
+SUMMARY = re.compile(r"antflow: (\d+)(/\d+)? done in \d+\.\d s, (\d+\.\d|-)/s\n")
+
+
 @needs_rich
 @pytest.mark.parametrize("call", CALLS)
-async def test_rich_bar_runs_and_writes_no_control_codes_off_a_terminal(
-    call: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("sized", [True, False], ids=["sized", "generator"])
+async def test_rich_bar_off_a_terminal_writes_one_summary_line(
+    call: str, sized: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A log gets one line at the end: the count (of the total, when known),
+    the time it took and the rate; no control codes, nothing on stdout."""
+    items = list(range(30)) if sized else gen(30)
     async with AsyncExecutor(max_workers=3) as ex:
-        got = await run(ex, call, double, list(range(30)), progress=True)
+        got = await run(ex, call, double, items, progress=True)
     assert sorted(got) == [2 * x for x in range(30)]
     out, err = capsys.readouterr()
-    both = out + err
-    assert "100%" in both
-    assert "\r" not in both and "\x1b" not in both
+    assert out == ""
+    assert "\r" not in err and "\x1b" not in err
+    match = SUMMARY.fullmatch(err)
+    assert match is not None, err
+    assert match[1] == "30" and match[2] == ("/30" if sized else None)
 
 
 @needs_rich
-async def test_rich_bar_draws_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_rich_summary_after_a_failure_counts_what_finished(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    finished = 0
+
+    async def fail_at_5(x: int) -> int:
+        nonlocal finished
+        await anyio.lowlevel.checkpoint()
+        finished += 1  # cancelled items never get here
+        if x == 5:
+            raise Boom(x)
+        return x
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises(Boom):
+            await ex.map(fail_at_5, range(10), progress=True)
+    match = SUMMARY.fullmatch(capsys.readouterr().err)
+    assert finished >= 6
+    assert match is not None and (match[1], match[2]) == (str(finished), "/10")
+
+
+@needs_rich
+@pytest.mark.parametrize("sized", [True, False], ids=["sized", "generator"])
+async def test_rich_bar_on_a_terminal_shows_count_rate_elapsed_and_eta(
+    sized: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "200")
+    items = list(range(12)) if sized else gen(12)
     async with AsyncExecutor(max_workers=3) as ex:
-        assert await ex.map(double, range(10), progress=True) == [
-            2 * x for x in range(10)
-        ]
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert "100%" in err
+        assert len(await ex.map(double, items, progress=True)) == 12
+    # rich redraws in place; the last drawing is the final state.
+    last = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.getvalue()).split("\r")[-1]
+    last = last.strip().splitlines()[-1]
+    assert last.startswith("antflow")
+    assert re.search(r"(\d+\.\d|-)/s", last), last  # the rate
+    assert re.search(r"\d:\d\d:\d\d", last), last  # elapsed
+    if sized:
+        assert "12/12" in last, last
+        assert len(re.findall(r"\d:\d\d:\d\d", last)) == 2, last  # and time left
+    else:
+        assert "12 done" in last, last
+        assert len(re.findall(r"\d:\d\d:\d\d", last)) == 1, last

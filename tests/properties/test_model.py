@@ -56,7 +56,13 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import pytest
-from _strategies import CountingContextManager, Crash, examples, virtual_options
+from _strategies import (
+    CountingContextManager,
+    Crash,
+    event_problems,
+    examples,
+    virtual_options,
+)
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -150,6 +156,8 @@ class Block:
     shutting_down: bool = False
     crashed: bool = False
     crash_job: Job | None = None
+    #: What its on_event hook heard (docs/observability.md).
+    events: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -450,12 +458,22 @@ class Model(RuleBasedStateMachine):
         number = len(world.blocks)
 
         def make() -> Block:
+            events: list[Any] = []
             executor = AsyncExecutor(
                 max_workers,
                 rate_limit=None if rate is None else world.rates[rate],
                 max_pending=max_pending,
+                on_event=events.append,
             )
-            block = Block(number, executor, max_workers, rate, manual, max_pending)
+            block = Block(
+                number,
+                executor,
+                max_workers,
+                rate,
+                manual,
+                max_pending=max_pending,
+                events=events,
+            )
             world.blocks.append(block)
             return block
 
@@ -930,7 +948,11 @@ class Model(RuleBasedStateMachine):
                 problems.append(f"limiter {index} ({kind}) still lends tokens")
         for job, future, callbacks in world.futures:
             problems += future_problems(job, future, callbacks)
+            problems += future_event_problems(job, future, world.blocks[job.executor])
         for block in world.blocks:
+            problems += [
+                f"block {block.number}: {p}" for p in event_problems(block.events)
+            ]
             stats = block.executor.statistics()
             if stats.queued or stats.running:
                 problems.append(f"executor {block.number} left {stats}")
@@ -994,6 +1016,31 @@ def future_problems(
             problems.append(f"{where}: timed out, but its last attempt {last.ended}")
     elif error is not last.error:
         problems.append(f"{where}: failed with {error!r}, last attempt {last}")
+    return problems
+
+
+def future_event_problems(
+    job: Job, future: AsyncFuture[Any], block: Block
+) -> list[str]:
+    """The job's final event says what its future says; each attempt the
+    model saw start had its Started event first."""
+    from antflow.events import Cancelled, Failed, Started, Succeeded
+
+    number = job_of(future).number
+    mine = [e for e in block.events if e.job == number]
+    where = f"job {job.number} ({job.kind}): {[type(e).__name__ for e in mine]}"
+    if not mine:
+        return [f"{where}: no events"]
+    final = mine[-1]
+    if future.cancelled():
+        ok = isinstance(final, Cancelled)
+    elif future.exception() is not None:
+        ok = isinstance(final, Failed) and final.error is future.exception()
+    else:
+        ok = isinstance(final, Succeeded)
+    problems = [] if ok else [f"{where}: final event disagrees with {future!r}"]
+    if sum(isinstance(e, Started) for e in mine) < len(job.attempts):
+        problems.append(f"{where}: fewer Started events than attempts")
     return problems
 
 
