@@ -338,3 +338,41 @@ class TestRatesVirtualTime:
         # 0 times out at 0.75 and backs off; 1 takes the token meanwhile.
         assert holding == [(0, 0), (1, 0.75), (0, 1.75), (1, 2.5)]
         assert limiter.borrowed_tokens == 0
+
+
+@pytest.mark.parametrize("where", ["executor", "call"])
+async def test_events_of_items_that_choose_their_limiters(where: str) -> None:
+    """Each item's events name the limiter it chose; an item whose choice
+    failed is Queued, then Failed with that error, like one whose limiter
+    failed at once (docs/observability.md)."""
+    from antflow.events import Failed, Queued, Succeeded
+
+    heard: list[Any] = []
+    limits = {1: anyio.CapacityLimiter(1), 2: anyio.CapacityLimiter(2)}
+
+    def choose(x: int) -> Any:
+        if x == 0:
+            raise Bad("no limiter for 0")
+        return limits[x]
+
+    executor_hook = {"on_event": heard.append} if where == "executor" else {}
+    call_hook = {"on_event": heard.append} if where == "call" else {}
+    async with AsyncExecutor(max_workers=2, **executor_hook) as ex:
+        results = await ex.map(
+            check_item, [0, 1, 2], semaphore=choose, return_exceptions=True, **call_hook
+        )
+    assert isinstance(results[0], Bad) and results[1:] == [1, 2]
+    by_position: dict[int, list[Any]] = defaultdict(list)
+    for event in heard:
+        by_position[event.position].append(event)
+    assert [type(e) for e in by_position[0]] == [Queued, Failed]
+    assert by_position[0][-1].error is results[0]
+    for x in (1, 2):
+        events = by_position[x]
+        assert type(events[0]) is Queued and type(events[-1]) is Succeeded
+        assert limits[x] in events[0].limiters
+
+
+async def check_item(x: int) -> int:
+    await anyio.lowlevel.checkpoint()
+    return x
