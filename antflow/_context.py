@@ -31,7 +31,14 @@ _CO_ITERABLE_COROUTINE = 0x100
 
 #: Our modules, whose frames lead every job's traceback.
 _OWN_MODULES = frozenset(
-    ("antflow._context", "antflow._pool", "antflow._attempts", "antflow._job")
+    (
+        "antflow._context",
+        "antflow._pool",
+        "antflow._attempts",
+        "antflow._job",
+        "antflow._mapping",
+        "antflow._per_item",
+    )
 )
 
 

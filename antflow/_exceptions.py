@@ -4,7 +4,8 @@
 
     Exception
     ├── AntFlowError
-    │   └── ExecutorShutdownError      (also a RuntimeError)
+    │   ├── ExecutorShutdownError      (also a RuntimeError)
+    │   └── ExecutorFullError          (also an anyio.WouldBlock)
     └── concurrent.futures.CancelledError
         └── CancelledError
 
@@ -19,6 +20,8 @@ task is being cancelled, so it cannot accidentally swallow a cancel scope.
 
 from __future__ import annotations
 
+import anyio
+
 
 class AntFlowError(Exception):
     """Base class of every error antflow defines."""
@@ -26,3 +29,12 @@ class AntFlowError(Exception):
 
 class ExecutorShutdownError(AntFlowError, RuntimeError):
     """The executor no longer accepts work: ``shutdown()`` has begun."""
+
+
+class ExecutorFullError(AntFlowError, anyio.WouldBlock):
+    """``submit`` found no room: ``max_pending`` tasks are already queued.
+
+    The ``submit`` counterpart of anyio's ``WouldBlock`` (a subclass of it),
+    which ``send_nowait`` raises on a full stream; ``await
+    executor.asubmit(...)`` waits for room instead.
+    """

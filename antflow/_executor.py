@@ -25,10 +25,21 @@ from typing import (
     overload,
 )
 
+from anyio.lowlevel import checkpoint
+
 from ._checks import check_int, check_timeout, reject_function
 from ._future import AsyncFuture
 from ._lifecycle import Lifecycle
-from ._options import OPTION_NAMES, Plan, TaskOptions, make_plan, parse_options
+from ._options import (
+    OPTION_NAMES,
+    CallOptions,
+    MapOptions,
+    Plan,
+    TaskOptions,
+    make_plan,
+    parse_options,
+)
+from ._per_item import ItemPlans, is_chooser
 from ._rate import RateLimiter
 
 if TYPE_CHECKING:
@@ -60,14 +71,21 @@ class AsyncExecutor:
         max_workers: How many tasks may run at once (an int >= 1, default 5).
         rate_limit: A `RateLimiter` every task start of this executor must
             pass, retries included.
+        max_pending: A bound on queued tasks (an int >= 1, default None: no
+            bound): tasks submitted and not yet final that hold no worker,
+            waiting for one, for a semaphore or for a rate-limit token.
+            At the bound `submit` raises `ExecutorFullError`, `asubmit`
+            waits for room, and ``map``/``map_iter`` read no further input
+            until there is room. Running tasks do not count.
         on_event: A hook, or a list of hooks, called with each event of
             every job (see ``antflow.events``). Default: none, and then
             events cost nothing.
 
     Raises:
-        TypeError: ``max_workers`` is not an int, ``rate_limit`` not a
-            `RateLimiter`, or ``on_event`` not a callable (or list of them).
-        ValueError: ``max_workers`` < 1.
+        TypeError: ``max_workers`` or ``max_pending`` is not an int,
+            ``rate_limit`` not a `RateLimiter`, or ``on_event`` not a
+            callable (or list of them).
+        ValueError: ``max_workers`` or ``max_pending`` < 1.
     """
 
     def __init__(
@@ -75,9 +93,12 @@ class AsyncExecutor:
         max_workers: int = 5,
         *,
         rate_limit: RateLimiter | None = None,
+        max_pending: int | None = None,
         on_event: EventHook | Sequence[EventHook] | None = None,
     ) -> None:
         check_int("max_workers", max_workers, minimum=1)
+        if max_pending is not None:
+            check_int("max_pending", max_pending, minimum=1)
         if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
             raise TypeError(
                 "rate_limit must be an antflow.RateLimiter, got "
@@ -85,8 +106,10 @@ class AsyncExecutor:
             )
         #: The most tasks that run at once.
         self.max_workers = max_workers
+        #: The most tasks that may be queued (None: no bound).
+        self.max_pending = max_pending
         self._rate_limit = rate_limit
-        self._life = Lifecycle(max_workers)
+        self._life = Lifecycle(max_workers, max_pending)
         #: The plan of a call with no option, once the backend is known.
         self._plain_plan: Plan | _Unset | None = _UNSET
         #: Events (``_events``): made when a hook is first set, else None.
@@ -114,19 +137,31 @@ class AsyncExecutor:
         return await self._life.exit(exc)
 
     async def shutdown(
-        self, wait: bool = True, *, cancel_futures: bool = False
+        self,
+        wait: bool = True,
+        *,
+        cancel_futures: bool = False,
+        grace: float | None = None,
     ) -> None:
         """Stop accepting work and, optionally, wait for the rest.
 
-        Idempotent. From the first call on, `submit`, `map` and `map_iter`
-        raise `ExecutorShutdownError`.
+        Idempotent. From the first call on, `submit`, `asubmit`, `map` and
+        `map_iter` raise `ExecutorShutdownError` (``asubmit`` calls waiting
+        for room too).
 
         Args:
             wait: Return only after every task has finished (their ``finally``
                 blocks included). With False, return at once; the work goes
                 on in the background and an ``async with`` exit still waits.
-            cancel_futures: Cancel queued futures before they start and
-                running tasks through their cancel scopes.
+            cancel_futures: Cancel queued futures before they start, and
+                (unless ``grace`` gives them time) running tasks through
+                their cancel scopes.
+            grace: Seconds (>= 0) the work left may take before it is
+                cancelled as with ``cancel_futures``; None (the default): no
+                limit. The period runs in the background from this call,
+                whether or not the call waits, and cancelling a waiting call
+                does not end it. A later call may shorten it, never extend
+                it. (Like a web server's graceful-shutdown timeout.)
 
         Raises:
             RuntimeError: called from another event loop; or with ``wait``
@@ -136,7 +171,8 @@ class AsyncExecutor:
             BaseException: in manual use, a ``KeyboardInterrupt`` or similar
                 that a task raised and that stopped the executor.
         """
-        await self._life.shutdown(wait, cancel_futures)
+        check_timeout(grace, "grace")
+        await self._life.shutdown(wait, cancel_futures, grace)
 
     def statistics(self) -> ExecutorStatistics:
         """A snapshot of the executor's counters (see `ExecutorStatistics`)."""
@@ -157,11 +193,35 @@ class AsyncExecutor:
         if not options:
             return cast("Plan | None", self._plain_plan)
         call = parse_options(options)
+        self._need_hub(call)
+        return make_plan(call, self._rate_limit, self._life.backend, self._hub)
+
+    def _need_hub(self, call: CallOptions | None) -> None:
+        """A call with hooks of its own needs the executor's event hub."""
         if call is not None and call.on_event is not None and self._hub is None:
             from ._events import EventHub
 
             self._hub = EventHub(())
-        return make_plan(call, self._rate_limit, self._life.backend, self._hub)
+
+    def _map_plans(
+        self, options: dict[str, Any]
+    ) -> tuple[Plan | None, ItemPlans | None]:
+        """A map call's plan, or its plans per item when ``semaphore=`` or
+        ``rate_limit=`` is a function choosing the limiter for each item."""
+        semaphore = options.get("semaphore")
+        rate_limit = options.get("rate_limit")
+        if not (is_chooser(semaphore) or is_chooser(rate_limit, "rate_limit")):
+            return self._plan(options), None
+        fixed = {
+            name: value
+            for name, value in options.items()
+            if not (name in ("semaphore", "rate_limit") and is_chooser(value, name))
+        }
+        base = parse_options(fixed)  # checks the other options
+        self._need_hub(base)
+        return None, ItemPlans(
+            semaphore, rate_limit, base, self._rate_limit, self._life.backend, self._hub
+        )
 
     # -- one task ----------------------------------------------------------------
 
@@ -200,6 +260,8 @@ class AsyncExecutor:
 
         Raises:
             ExecutorShutdownError: shutdown has begun.
+            ExecutorFullError: ``max_pending`` tasks are queued already (or
+                `asubmit` calls wait for room); nothing was submitted.
             TypeError: ``fn`` is not callable or is a coroutine object; an
                 option of the wrong type.
             ValueError: an option out of range (negative, NaN).
@@ -215,6 +277,8 @@ class AsyncExecutor:
             pool = self._usable()
         if not callable(fn):
             reject_function(fn)
+        if pool.room is not None and not pool.room.available():
+            raise pool.room.full_error()
         plan = cast("Plan | None", self._plain_plan)
         if kwargs:
             names = kwargs.keys() & OPTION_NAMES
@@ -225,8 +289,81 @@ class AsyncExecutor:
             job = pool.submit(fn, args, None, copy_context(), plan)
         return AsyncFuture(job)
 
+    @overload
+    async def asubmit(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]],
+        /,
+        *args: *Ts,
+        **options: Unpack[TaskOptions],
+    ) -> AsyncFuture[T]: ...
+    @overload
+    async def asubmit(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncFuture[T]: ...
+    async def asubmit(  # type: ignore[misc]
+        self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+    ) -> AsyncFuture[Any]:
+        """`submit`, waiting for room first when ``max_pending`` is reached.
+
+        The awaitable form of `submit`, as anyio's ``send`` is of
+        ``send_nowait``: it waits while ``max_pending`` tasks are queued
+        (callers are served first come, first served), then submits at once
+        and returns the task's future. It is a checkpoint even when there is
+        room. Cancelled while it waits, it has submitted nothing. Without
+        ``max_pending`` it never waits.
+
+        Args:
+            fn: As in `submit`.
+            *args: As in `submit`.
+            **kwargs: As in `submit`.
+
+        Returns:
+            The task's future.
+
+        Raises:
+            ExecutorShutdownError: shutdown has begun, before or while it
+                waited.
+            TypeError, ValueError: as in `submit`, before any waiting.
+            RuntimeError: called outside the executor's event loop.
+        """
+        pool = self._usable()
+        if not callable(fn):
+            reject_function(fn)
+        plan = cast("Plan | None", self._plain_plan)
+        names = kwargs.keys() & OPTION_NAMES
+        if names:
+            plan = self._plan({name: kwargs.pop(name) for name in names})
+        if pool.room is None:
+            await checkpoint()
+        else:
+            await pool.room.wait()
+        pool = self._usable()  # shut down meanwhile?
+        job = pool.submit(fn, args, kwargs or None, copy_context(), plan)
+        return AsyncFuture(job)
+
     # -- many tasks ----------------------------------------------------------------
 
+    @overload
+    async def map(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        progress: Progress = None,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> list[T]: ...
+    @overload
+    async def map(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        progress: Progress = None,
+        return_exceptions: bool,
+        **options: Unpack[MapOptions],
+    ) -> list[T | Exception]: ...
     async def map(
         self,
         fn: Callable[..., Awaitable[T]],
@@ -234,8 +371,8 @@ class AsyncExecutor:
         timeout: float | None = None,
         progress: Progress = None,
         return_exceptions: bool = False,
-        **options: Unpack[TaskOptions],
-    ) -> list[T]:
+        **options: Unpack[MapOptions],
+    ) -> list[T] | list[T | Exception]:
         """Run ``fn`` over the items of ``iterables``; return the results.
 
         Results come in input order, like ``list(concurrent.futures.
@@ -275,6 +412,28 @@ class AsyncExecutor:
         )
         return await results.collect()
 
+    @overload
+    def map_iter(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        ordered: bool = True,
+        progress: Progress = None,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> MapIterator[T]: ...
+    @overload
+    def map_iter(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        ordered: bool = True,
+        progress: Progress = None,
+        return_exceptions: bool,
+        **options: Unpack[MapOptions],
+    ) -> MapIterator[T | Exception]: ...
     def map_iter(
         self,
         fn: Callable[..., Awaitable[T]],
@@ -283,8 +442,8 @@ class AsyncExecutor:
         ordered: bool = True,
         progress: Progress = None,
         return_exceptions: bool = False,
-        **options: Unpack[TaskOptions],
-    ) -> MapIterator[T]:
+        **options: Unpack[MapOptions],
+    ) -> MapIterator[T] | MapIterator[T | Exception]:
         """Like `map`, but yield each result as soon as it is ready.
 
         With ``ordered=True`` (the default) a result is yielded once it and
@@ -321,12 +480,13 @@ class AsyncExecutor:
         check_timeout(timeout)
         if not iterables:
             raise TypeError("map_iter() needs at least one iterable")
-        plan = self._plan(dict(options))
+        plan, item_plans = self._map_plans(dict(options))
         return MapIterator(
             pool,
             fn,
             iterables,
             plan,
+            item_plans,
             timeout=timeout,
             ordered=ordered,
             progress=progress,

@@ -211,9 +211,7 @@ class Job:
         if self.position is not None:
             # Which of a map's many inputs this was, while its arguments are
             # still at hand.
-            error.add_note(
-                f"antflow: map item {self.position}: {describe_call(self.fn, self.args)}"
-            )
+            error.add_note(item_note(self.position, self.fn, self.args))
         if self.future is not None:
             from ._future import watch_unretrieved
 
@@ -283,6 +281,13 @@ class Job:
 _callback_keys = itertools.count()
 
 
+def item_note(
+    position: int, fn: Callable[..., Any] | None, args: tuple[Any, ...] | None
+) -> str:
+    """The PEP 678 note on a map item's failure: which input it was."""
+    return f"antflow: map item {position}: {describe_call(fn, args)}"
+
+
 def describe_call(fn: Callable[..., Any] | None, args: tuple[Any, ...] | None) -> str:
     """``name(arg, ...)`` with long reprs cut short, for error notes."""
     import reprlib
@@ -291,7 +296,10 @@ def describe_call(fn: Callable[..., Any] | None, args: tuple[Any, ...] | None) -
     short.maxstring = short.maxother = 40
     short.maxlevel, short.maxlist = 2, 4
     name = getattr(fn, "__qualname__", None) or short.repr(fn)
-    return f"{name}({', '.join(short.repr(arg) for arg in args or ())})"
+    listed = ", ".join(short.repr(arg) for arg in args or ())
+    if len(listed) > 160:  # many zipped inputs: the note stays one short line
+        listed = listed[:157] + "..."
+    return f"{name}({listed})"
 
 
 def call_back(fn: Callable[[Any], object], future: Any) -> None:

@@ -55,8 +55,9 @@ CLOSED: Final = Phase.CLOSED
 class Lifecycle:
     """The phase, task group and events of one executor."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, max_pending: int | None = None) -> None:
         self.max_workers = max_workers
+        self.max_pending = max_pending
         self.phase = NEW
         #: The pool, once opened.
         self.pool: Pool | None = None
@@ -74,6 +75,8 @@ class Lifecycle:
         self._stopped: anyio.Event | None = None  # our tasks have all exited
         self._done: anyio.Event | None = None  # torn down: every job final
         self._drained: anyio.Event | None = None  # nothing outstanding any more
+        #: The deadline of a shutdown's grace period, once one was given.
+        self._grace_scope: anyio.CancelScope | None = None
 
     # -- opening ------------------------------------------------------------------
 
@@ -83,7 +86,13 @@ class Lifecycle:
         token = self._token = _compat.loop_token()
         self.backend = _compat.backend_name(token)
         self.on_own_loop = _compat.loop_checker(token)
-        pool = self.pool = self.open_pool = Pool(self.max_workers, self.on_own_loop)
+        if self.max_pending is None:
+            pool = Pool(self.max_workers, self.on_own_loop)
+        else:
+            from ._room import bounded_pool
+
+            pool = bounded_pool(self.max_workers, self.on_own_loop, self.max_pending)
+        self.pool = self.open_pool = pool
         pool.on_idle = self._became_idle
         pool.on_task_exit = self._maybe_stopped
         pool.on_crash = self.abort
@@ -207,7 +216,9 @@ class Lifecycle:
             raise raised_here
         return False
 
-    async def shutdown(self, wait: bool, cancel_futures: bool) -> None:
+    async def shutdown(
+        self, wait: bool, cancel_futures: bool, grace: float | None = None
+    ) -> None:
         """See `AsyncExecutor.shutdown`."""
         pool = self.pool
         if pool is None:  # never started: nothing to stop
@@ -221,12 +232,15 @@ class Lifecycle:
                 "for itself; use shutdown(wait=False) there"
             )
         if self.phase == OPEN:
-            self.phase = SHUTTING_DOWN
-            self.open_pool = None
-        if cancel_futures:
+            self._stop_taking_work()
+        if grace == 0 or (cancel_futures and grace is None):
             pool.cancel_all()
+        elif cancel_futures:
+            pool.sweep()  # queued work now; what runs has its grace period
         if pool.outstanding == 0:
             self._close()
+        elif grace is not None and grace > 0 and self.phase != CLOSED:
+            await self._cancel_after(grace)
         if wait:
             # A detached runner must itself have finished before we return.
             finished = self._done if self._detached else self._stopped
@@ -235,6 +249,46 @@ class Lifecycle:
             crash = self._take_crash() if self._detached else None
             if crash is not None:
                 raise crash
+
+    def _stop_taking_work(self) -> None:
+        """OPEN -> SHUTTING_DOWN: no new work; waiting submitters are told."""
+        self.phase = SHUTTING_DOWN
+        self.open_pool = None
+        assert self.pool is not None
+        if self.pool.room is not None:
+            self.pool.room.shut_down()
+
+    async def _cancel_after(self, grace: float) -> None:
+        """Cancel whatever is left ``grace`` seconds from now (a shorter
+        grace given by a later call wins)."""
+        deadline = anyio.current_time() + grace
+        scope = self._grace_scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, deadline)
+            return
+        pool = self.pool
+        assert pool is not None
+        self._grace_scope = anyio.CancelScope(deadline=deadline)
+        if pool.task_group is None:
+            # Manual use, right after the first submit: the runner is about
+            # to attach. Shielded, so the grace holds even if we are
+            # cancelled now.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await pool.task_group_ready()
+                except ExecutorShutdownError:
+                    return  # closed meanwhile: nothing left to cancel
+        if self.phase != CLOSED:
+            pool.spawn(self._watch_grace)
+
+    async def _watch_grace(self) -> None:
+        scope = self._grace_scope
+        assert scope is not None
+        with scope:
+            await anyio.sleep_forever()
+        pool = self.pool
+        if pool is not None and self.phase != CLOSED:
+            pool.cancel_all()  # the grace period is over, and work is left
 
     async def _drain(self) -> None:
         pool = self.pool
@@ -255,8 +309,7 @@ class Lifecycle:
         pool = self.pool
         assert pool is not None
         if self.phase < CLOSED:
-            self.phase = SHUTTING_DOWN
-            self.open_pool = None
+            self._stop_taking_work()
             pool.cancel_all()
             self._close()
         if self._task_group is not None:
@@ -268,6 +321,8 @@ class Lifecycle:
             return
         self.phase = CLOSED
         self.open_pool = None
+        if self._grace_scope is not None:
+            self._grace_scope.cancel()  # nothing left to cancel
         assert self.pool is not None
         self.pool.close()
         self._maybe_stopped()

@@ -151,9 +151,15 @@ def _classify(kind: type[object], backend: str) -> Gate | None:
         return _AnyioOrTrio(_compat.trio_would_block(), borrowing=False)
     if hasattr(kind, "__aenter__") and hasattr(kind, "__aexit__"):
         return None
+    hint = (
+        "; a function choosing one per item is taken by map and map_iter only"
+        if not issubclass(kind, type)
+        and any("__call__" in vars(base) for base in kind.__mro__)
+        else ""
+    )
     raise TypeError(
         "semaphore must be an async context manager such as anyio.CapacityLimiter, "
-        f"got {kind.__name__}"
+        f"got {kind.__name__}{hint}"
     )
 
 

@@ -35,12 +35,23 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 import anyio
 
+from ._context import drop_own_frames
 from ._exceptions import ExecutorShutdownError
-from ._job import CANCELLED, FAILED, FINISHED, Job, Observer, cancelled_error, logger
+from ._job import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    Job,
+    Observer,
+    cancelled_error,
+    item_note,
+    logger,
+)
 from ._progress import Progress, known_length, make_reporter
 
 if TYPE_CHECKING:
     from ._options import Plan
+    from ._per_item import ItemPlans
     from ._pool import Pool
 
 __all__ = ["MapIterator", "Progress"]
@@ -179,6 +190,7 @@ class _Source:
         "fn",
         "input_error",
         "inputs",
+        "item_plans",
         "limit",
         "plan",
         "pool",
@@ -193,6 +205,7 @@ class _Source:
         fn: Callable[..., Any],
         inputs: _Inputs,
         plan: Plan | None,
+        item_plans: ItemPlans | None,
         window: _Window,
         context: Context,
     ) -> None:
@@ -200,6 +213,8 @@ class _Source:
         self.fn = fn
         self.inputs = inputs
         self.plan = plan
+        #: Set when the items choose their limiters (see _per_item).
+        self.item_plans = item_plans
         self.window = window
         self.context = context
         self.limit = READ_AHEAD * pool.max_workers
@@ -230,19 +245,40 @@ class _Source:
             job = self.ready_now()
             if job is not None:
                 return job
-            if not window.size() and self.fed:
-                if self.input_error is not None:
-                    error, self.input_error = self.input_error, None
-                    raise error
-                return None
+            if not window.size():
+                if self.fed:
+                    if self.input_error is not None:
+                        error, self.input_error = self.input_error, None
+                        raise error
+                    return None
+                room = self.pool.room
+                if room is not None and not self.inputs.is_async:
+                    # Nothing in flight, and no room under max_pending to
+                    # read more: wait in line for it.
+                    await room.wait(keep_open=True)
+                    self.top_up(granted=True)
+                    continue
             await window.wait()
 
-    def top_up(self) -> None:
-        """Fill the window from sync inputs: the common case, with no await."""
+    def top_up(self, granted: bool = False) -> None:
+        """Fill the window from sync inputs: the common case, with no await.
+
+        Under ``max_pending``, only while there is room (``granted``: the
+        first item has room already, which ``Room.wait`` gave it)."""
         if self.fed:
             return
         window, inputs, limit = self.window, self.inputs, self.limit
-        while window.size() < limit:
+        room = self.pool.room
+        if room is None:
+            while window.size() < limit:
+                args = inputs.next_sync()
+                if args is None:
+                    self.fed = True
+                    return
+                self.submit(args)
+            return
+        while window.size() < limit and (granted or room.available()):
+            granted = False
             args = inputs.next_sync()
             if args is None:
                 self.fed = True
@@ -251,16 +287,36 @@ class _Source:
 
     def submit(self, args: tuple[Any, ...]) -> None:
         position = self.position
-        job = self.pool.submit(
-            self.fn, args, None, self.context.copy(), self.plan, position
-        )
+        if self.item_plans is None:
+            job = self.pool.submit(
+                self.fn, args, None, self.context.copy(), self.plan, position
+            )
+        else:
+            job = self._submit_chosen(args, position)
         job.position = position
         self.position += 1
         window = self.window
         job.observer = window
         window.add(job)
         if job.state >= FINISHED:  # failed at once (a limiter's own fault)
+            if job.state == FAILED:
+                # Settled before it had a position: the note is added here.
+                job.value.add_note(item_note(position, self.fn, args))
             window.job_final(job)
+
+    def _submit_chosen(self, args: tuple[Any, ...], position: int) -> Job:
+        """Submit an item whose limiters its own arguments choose; an error
+        while choosing fails the item alone (see _per_item)."""
+        item_plans = self.item_plans
+        assert item_plans is not None
+        context = self.context.copy()
+        try:
+            plan = item_plans.plan_for(args, context)
+        except Exception as error:
+            drop_own_frames(error)
+            unlimited = item_plans.without_limiters()  # for its events
+            return self.pool.failed(self.fn, args, context, error, unlimited, position)
+        return self.pool.submit(self.fn, args, None, context, plan, position)
 
     async def start_feeder(self) -> None:
         self.feeder_scope = anyio.CancelScope()
@@ -281,6 +337,9 @@ class _Source:
                     args = await inputs.next_async()
                     if args is None:
                         break
+                    bound = self.pool.room
+                    if bound is not None:
+                        await bound.wait(keep_open=True)
                     self.submit(args)
                     window.wake()
         except Exception as error:
@@ -351,6 +410,7 @@ class MapIterator(Generic[T]):
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
         plan: Plan | None,
+        item_plans: ItemPlans | None,
         *,
         timeout: float | None,
         ordered: bool,
@@ -362,7 +422,7 @@ class MapIterator(Generic[T]):
         inputs = _Inputs(iterables)
         report = make_reporter(progress, known_length(iterables))
         window: _Window = _Ordered(report) if ordered else _Unordered(report)
-        self._source = _Source(pool, fn, inputs, plan, window, context)
+        self._source = _Source(pool, fn, inputs, plan, item_plans, window, context)
         self._return_exceptions = bool(return_exceptions)
         # One deadline for the whole iteration, measured from this call.
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
@@ -435,9 +495,12 @@ class MapIterator(Generic[T]):
                     # Raised as it is, it would end the caller's loop
                     # silently (an async generator turns it into a
                     # RuntimeError the same way).
-                    raise RuntimeError(
+                    replacement = RuntimeError(
                         f"map item {job.position} raised {type(error).__name__}"
-                    ) from error
+                    )
+                    for note in getattr(error, "__notes__", ()):
+                        replacement.add_note(note)  # which input it was
+                    raise replacement from error
                 raise error
             finally:
                 # The traceback keeps this frame: no cycle through the job.

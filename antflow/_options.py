@@ -32,7 +32,19 @@ RetryOn = (
 )
 
 
-class TaskOptions(TypedDict, total=False):
+class _CommonOptions(TypedDict, total=False):
+    """The options `TaskOptions` and `MapOptions` share (see TaskOptions)."""
+
+    retries: int
+    retry_delay: float
+    retry_on: RetryOn
+    retry_max_delay: float | None
+    retry_jitter: float
+    task_timeout: float | None
+    on_event: Any
+
+
+class TaskOptions(_CommonOptions, total=False):
     """The per-task options of `AsyncExecutor.submit`, ``map`` and ``map_iter``.
 
     Attributes:
@@ -58,13 +70,24 @@ class TaskOptions(TypedDict, total=False):
 
     semaphore: Any
     rate_limit: RateLimiter | None
-    retries: int
-    retry_delay: float
-    retry_on: RetryOn
-    retry_max_delay: float | None
-    retry_jitter: float
-    task_timeout: float | None
-    on_event: Any
+
+
+class MapOptions(_CommonOptions, total=False):
+    """The per-item options of `AsyncExecutor.map` and ``map_iter``: those of
+    `TaskOptions`, where ``semaphore`` and ``rate_limit`` may also be
+    functions that choose the limiter for each item.
+
+    Attributes:
+        semaphore: A limiter, as in `TaskOptions`; or a function called with
+            each item's arguments (what ``fn`` gets) that returns the limiter
+            for that item, or None for none. It is called once per item, when
+            the item is read from its input, in the item's context.
+        rate_limit: A `RateLimiter`, or a function of the item's arguments
+            returning one (or None), as for ``semaphore``.
+    """
+
+    semaphore: Any
+    rate_limit: RateLimiter | Callable[..., RateLimiter | None] | None
 
 
 #: The names of the per-task options, to tell them from a function's own
@@ -102,9 +125,14 @@ def parse_options(options: dict[str, Any]) -> CallOptions | None:
     task_timeout = check_timeout(get("task_timeout"), "task_timeout")
     rate_limit = get("rate_limit")
     if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
+        hint = (
+            "; a function choosing one per item is taken by map and map_iter only"
+            if callable(rate_limit)
+            else ""
+        )
         raise TypeError(
             "rate_limit must be an antflow.RateLimiter, got "
-            f"{type(rate_limit).__name__}"
+            f"{type(rate_limit).__name__}{hint}"
         )
     semaphore = get("semaphore")
     on_event = get("on_event")

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from ._limits import Gate, WaitingLine
     from ._options import Plan
+    from ._room import Room
 
 #: Jobs a worker may take in a row without a checkpoint of its own.
 STREAK: Final = 32
@@ -108,6 +109,9 @@ class Pool:
         #: Task ids of our workers, so shutdown() can refuse to wait for itself.
         self.worker_ids: set[int] = set()
         self.on_task_exit: Callable[[], None] = _nothing
+        #: The bound on pending jobs and its waiters (max_pending), if any:
+        #: set by ``_room.BoundedPool``, which also tells it of each change.
+        self.room: Room | None = None
 
     # -- submitting ------------------------------------------------------------
 
@@ -147,6 +151,28 @@ class Pool:
             # Invariant: the backlog holds jobs only while every slot is busy
             # (or, in manual use, until the pool's task group is up).
             self._backlog.append(job)
+        return job
+
+    def failed(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        context: Context,
+        error: Exception,
+        plan: Plan | None,
+        position: int | None,
+    ) -> Job:
+        """A job that failed before it could be queued (a map item whose
+        limiter could not be chosen): final at once, counted like any job,
+        its events (``plan``'s) those of a job that failed at once."""
+        if not self.accepting:
+            raise ExecutorShutdownError("cannot submit: the executor is shut down")
+        self.submitted += 1
+        job = Job(self, self.submitted, fn, args, None, context, plan, ())
+        if plan is not None and plan.events is not None:
+            plan.events.queued(job, position)
+        self.outstanding += 1
+        job.settle(FAILED, error)
         return job
 
     def has_free_slot(self) -> bool:
@@ -421,11 +447,13 @@ class Pool:
 
     async def _wait_for_work(self) -> bool:
         """Idle until there may be work; False: the worker should end."""
+        if self._want_slot:
+            # The slot we leave free is for the lines waiting for one, even
+            # when we end: a line left waiting for a slot nobody frees
+            # would keep the jobs parked in it later waiting for ever.
+            self._free_slot_for_lines()
         if not self.outstanding or not self.accepting:
             return False
-        if self._want_slot:
-            # The slot we leave free is for the lines waiting for one.
-            self._free_slot_for_lines()
         event = anyio.Event()
         self._idle.append(event)
         try:
@@ -618,6 +646,8 @@ class Pool:
     def close(self) -> None:
         """No more jobs will come: idle workers and waiting lines end."""
         self.accepting = False
+        if self.room is not None:
+            self.room.shut_down()
         for line in list(self._lines.values()):
             line.scope.cancel()  # only cancelled jobs can be left in it
         self._release_idle()

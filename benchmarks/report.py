@@ -267,6 +267,12 @@ def _cell_numbers(
     rss = f"{numbers['peak_rss_mb']:.0f} MB"
     if workload.cells == "hol":
         return f"{_seconds(numbers['t_quick'])} (all {_seconds(numbers['t_slow'])}) · {rss}"
+    if workload.cells == "crawl":
+        mark = _mark(summary, workload, key, workload.metric)
+        return (
+            f"{_seconds(numbers['elapsed'])} · {mark} · fast hosts "
+            f"{_seconds(numbers['t_fast'])} · {rss}"
+        )
     if workload.cells == "rate":
         return f"{numbers['starts_per_s']:,.0f}/s · {numbers['rate_ratio']:.3f}{TIMES} r · {rss}"
     if workload.cells == "cancel":

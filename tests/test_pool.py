@@ -10,7 +10,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from antflow import AsyncExecutor
+from antflow import AsyncExecutor, RateLimiter
 
 pytestmark = pytest.mark.anyio
 
@@ -105,3 +105,25 @@ async def test_freed_worker_takes_the_oldest_queued_task() -> None:
         for ev in releases:
             ev.set()
     assert [await f for f in futs] == list(range(8))
+
+
+@pytest.mark.virtual_time
+async def test_a_line_left_waiting_for_a_slot_is_woken_when_the_last_worker_ends() -> (
+    None
+):
+    """A rate line waits for a free worker slot; its only job is cancelled;
+    the worker ends with nothing left. A job parked in that line later must
+    still start when its rate token is due (docs/semantics.md, "Liveness";
+    found by the model test: the line waited for ever)."""
+    rate = RateLimiter(1)  # one start a second
+    async with AsyncExecutor(max_workers=1) as ex:
+        start = anyio.current_time()
+        await ex.submit(anyio.sleep, 0, rate_limit=rate)  # the start at t=0
+        parked = ex.submit(anyio.sleep, 0, rate_limit=rate)  # due at t=1: parked
+        busy = ex.submit(anyio.sleep, 0.5)  # takes the slot before the line looks
+        await anyio.wait_all_tasks_blocked()  # the line waits for a slot
+        assert parked.cancel()
+        await busy  # the worker ends: nothing is outstanding
+        with anyio.fail_after(10):
+            await ex.submit(anyio.sleep, 0, rate_limit=rate)  # parks in that line
+        assert anyio.current_time() - start == 1

@@ -65,6 +65,8 @@ class Tasks:
     """Counts itself started, then waits for the gate to open."""
     Event: Callable[[], Any]
     Semaphore: Callable[[int], Any]
+    nap: Callable[[float], Awaitable[Any]]
+    """``await nap(seconds)``: the backend's own sleep (workload k's requests)."""
 
     def gate(self, target: int) -> Gate:
         return Gate(target, self.Event(), self.Event())
@@ -104,7 +106,14 @@ def _asyncio_tasks() -> Tasks:
         finish.done()
 
     return Tasks(
-        checkpoint, sleep, slow, quick, _gated_body, asyncio.Event, asyncio.Semaphore
+        checkpoint,
+        sleep,
+        slow,
+        quick,
+        _gated_body,
+        asyncio.Event,
+        asyncio.Semaphore,
+        sleep_for,
     )
 
 
@@ -131,5 +140,12 @@ def _trio_tasks() -> Tasks:
         finish.done()
 
     return Tasks(
-        checkpoint, sleep, slow, quick, _gated_body, trio.Event, trio.Semaphore
+        checkpoint,
+        sleep,
+        slow,
+        quick,
+        _gated_body,
+        trio.Event,
+        trio.Semaphore,
+        sleep_for,
     )

@@ -31,7 +31,17 @@ CALL_OPTIONS: dict[str, Callable[[], dict[str, Any]]] = {
     "rate-limit": lambda: {"rate_limit": RateLimiter(UNREACHABLE_RATE)},
     "retries": lambda: {"retries": 3},
     "task-timeout": lambda: {"task_timeout": 10},
+    "per-item-semaphore": lambda: _per_item_semaphore(),
+    "return-exceptions": lambda: {"return_exceptions": True},
 }
+
+FAIL_EVERY = 20
+"""Point return-exceptions: one item in 20 (5 %) fails."""
+
+
+def _per_item_semaphore() -> dict[str, Any]:
+    limiters = [anyio.CapacityLimiter(100) for _ in range(8)]
+    return {"semaphore": lambda x: limiters[x % 8]}
 
 
 async def features(t: Tasks, n: int, workers: int, point: str) -> dict[str, float]:
@@ -47,9 +57,24 @@ async def features(t: Tasks, n: int, workers: int, point: str) -> dict[str, floa
     else:
         call_options = CALL_OPTIONS[point or "plain"]()
     async with AsyncExecutor(max_workers=workers, **executor_options) as ex:
-        results = await ex.map(t.checkpoint, range(n), **call_options)
-        check(results == list(range(n)), "map results out of order")
+        if point == "return-exceptions":
+            results = await ex.map(_failing(t), range(n), **call_options)
+            failed = sum(isinstance(r, ValueError) for r in results)
+            check(failed == n // FAIL_EVERY, "map lost its failures")
+        else:
+            results = await ex.map(t.checkpoint, range(n), **call_options)
+            check(results == list(range(n)), "map results out of order")
     return {}
+
+
+def _failing(t: Tasks) -> Callable[[int], Any]:
+    async def item(x: int) -> int:
+        await t.checkpoint(x)
+        if x % FAIL_EVERY == FAIL_EVERY - 1:
+            raise ValueError(x)
+        return x
+
+    return item
 
 
 async def _map_iter(t: Tasks, n: int, workers: int, ordered: bool) -> dict[str, float]:

@@ -13,6 +13,7 @@ import time
 
 import anyio
 
+from ._crawl import PER_HOST, Crawl, host_of, url
 from ._measure import check, queue_metrics, settled_rss
 from ._tasks import HOL_LIMIT, HOL_SLOW, Finish, Tasks
 
@@ -116,3 +117,26 @@ async def submit(t: Tasks, n: int, workers: int) -> dict[str, float]:
         gate.open.set()
     check(finish.count == n, "submit lost tasks")
     return queue_metrics(n, seconds, rss_before, rss_after)
+
+
+async def crawl(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    # As taskgroup_asyncio.crawl, with anyio's primitives on every backend.
+    pool = anyio.CapacityLimiter(workers)
+    per_host: dict[str, anyio.CapacityLimiter] = {}
+    results: list[object] = [None] * n
+    job = Crawl(t.nap)
+
+    async def run(i: int, link: str) -> None:
+        host = per_host.get(host_of(link))
+        if host is None:
+            host = per_host[host_of(link)] = anyio.CapacityLimiter(PER_HOST)
+        async with pool, host:
+            try:
+                results[i] = await job.fetch(link)
+            except Exception as error:
+                results[i] = error
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(run, i, url(i))
+    return job.metrics(results, n)

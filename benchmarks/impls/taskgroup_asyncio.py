@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ._crawl import PER_HOST, Crawl, host_of, url
 from ._measure import check, queue_metrics, settled_rss
 from ._tasks import HOL_LIMIT, HOL_SLOW, Finish, Tasks
 
@@ -111,3 +112,27 @@ async def submit(t: Tasks, n: int, workers: int) -> dict[str, float]:
         gate.open.set()
     check(finish.count == n, "submit lost tasks")
     return queue_metrics(n, seconds, rss_before, rss_after)
+
+
+async def crawl(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    # The hand-written crawler: a global semaphore as the pool, then one per
+    # host, made on first use; failures caught into the results.
+    pool = asyncio.Semaphore(workers)
+    per_host: dict[str, asyncio.Semaphore] = {}
+    results: list[object] = [None] * n
+    job = Crawl(t.nap)
+
+    async def run(i: int, link: str) -> None:
+        host = per_host.get(host_of(link))
+        if host is None:
+            host = per_host[host_of(link)] = asyncio.Semaphore(PER_HOST)
+        async with pool, host:
+            try:
+                results[i] = await job.fetch(link)
+            except Exception as error:
+                results[i] = error
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            tg.create_task(run(i, url(i)))
+    return job.metrics(results, n)

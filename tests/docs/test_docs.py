@@ -5,8 +5,10 @@ How a page tells this file what to do with a code block:
 * A ```` ```python ```` block under a content tab ``=== "asyncio"`` or
   ``=== "trio"`` runs on that backend; outside tabs, the fence names it:
   ```` ```python title="trio" ````. Backends: ``asyncio``, ``trio``,
-  ``uvloop`` (skipped where uvloop is not installed) and ``pytest`` (the block
-  is a test module, run by pytest in a subprocess; it must pass).
+  ``uvloop`` (skipped where uvloop is not installed), ``pytest`` (the block
+  is a test module, run by pytest in a subprocess; it must pass) and
+  ``notebook`` (a notebook cell: top-level ``await`` allowed, compiled as
+  IPython does and awaited on asyncio).
 * Every example is a complete program. It runs as ``__main__`` from a file of
   its own, in this process, and must neither raise, warn (pytest turns
   warnings into errors) nor log an antflow error (such as a failed future
@@ -43,7 +45,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-BACKENDS = ("asyncio", "trio", "uvloop", "pytest")
+BACKENDS = ("asyncio", "trio", "uvloop", "pytest", "notebook")
 LANGUAGES = ("python", "text", "sh")
 
 FENCE = re.compile(r"^(?P<indent>[ ]*)(?P<ticks>```+)(?P<info>.*)$")
@@ -55,10 +57,13 @@ INFO = re.compile(r'^(?P<lang>[a-z]+)(?:[ ]+title="(?P<title>[^"]*)")?[ ]*$')
 
 # What each backend's program must call to run on it.
 RUNS_ON = {
-    "asyncio": re.compile(r"asyncio\.run\(|asyncio\.Runner\(|anyio\.run\("),
+    "asyncio": re.compile(
+        r"asyncio\.run\(|asyncio\.Runner\(|anyio\.run\(|backend=\"asyncio\""
+    ),
     "trio": re.compile(r"trio\.run\(|backend=\"trio\""),
     "uvloop": re.compile(r"uvloop"),
     "pytest": re.compile(r"def test_"),
+    "notebook": re.compile(r"^(await|async with|async for) ", re.MULTILINE),
 }
 
 
@@ -221,13 +226,32 @@ def test_example_runs(
     caplog.set_level(logging.WARNING, logger="antflow")
     # No wall-clock bound here: on a loaded machine a Dask example takes
     # seconds; an example that hangs is stopped by pytest-timeout.
-    runpy.run_path(str(script), run_name="__main__")
+    if block.backend == "notebook":
+        _run_cell(block.code, script)
+    else:
+        runpy.run_path(str(script), run_name="__main__")
     gc.collect()  # a failed future nobody read is reported when collected
     printed = capsys.readouterr().out
     problems = [r.getMessage() for r in caplog.records if r.name.startswith("antflow")]
     assert not problems, problems
     if block.output is not None:
         assert printed == block.output
+
+
+def _run_cell(code: str, script: Path) -> None:
+    """Run a notebook cell as IPython does with its asyncio loop: compiled
+    with top-level await allowed, its coroutine awaited on the loop."""
+    import ast
+    import asyncio
+
+    compiled = compile(code, str(script), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+    async def cell() -> None:
+        result = eval(compiled, {"__name__": "__main__"})
+        if asyncio.iscoroutine(result):
+            await result
+
+    asyncio.run(cell())
 
 
 # -- shell commands -------------------------------------------------------------

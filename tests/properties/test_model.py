@@ -4,11 +4,14 @@ A hypothesis ``RuleBasedStateMachine`` drives one or two executors that share
 limiters through random sequences of submits, maps and map_iters (ordered or
 not, over sync or async inputs) with random combinations of ``semaphore=``
 (anyio and native limiters, shared), ``rate_limit=`` on the call and on the
-executor, ``retries=``, ``task_timeout=`` and ``progress=``; jobs that return,
+executor, or chosen per map item by a function, ``retries=``,
+``task_timeout=``, ``progress=``, ``return_exceptions=`` and the executor's
+``max_pending=`` (plain ``submit`` refused at the bound, ``asubmit`` waiting
+for room, cancelled while it waits); jobs that return,
 raise, fail a few times, hang, raise in their cleanup, set context variables
 or crash the executor; and endings: ``cancel()``, a map deadline, an early
 exit from map_iter, a cancelled consumer, ``shutdown(wait=..,
-cancel_futures=..)``, an error in the ``async with`` block and cancellation
+cancel_futures=.., grace=..)``, an error in the ``async with`` block and cancellation
 of the code around it.
 
 The event loop runs in a thread behind an anyio blocking portal, so each
@@ -23,12 +26,15 @@ docs/semantics.md "Where features meet" must hold:
   ``max_workers``, no limiter more than its tokens;
 * **context**: every attempt saw its submitter's context variables, never
   another job's;
-* **rate**: the starts through each rate limiter keep its rule.
+* **rate**: the starts through each rate limiter keep its rule;
+* **backpressure**: a plain ``submit`` is refused exactly when
+  ``max_pending`` jobs are pending or ``asubmit`` calls wait for room.
 
 At the end every block is closed and: every future is final exactly once and
 its state agrees with what its job did, its done callbacks ran once each in
 the order added, every token is back, each map ended as its ending says, the
-inputs it stopped reading were closed, and no task is left.
+inputs it stopped reading were closed, an ``asubmit`` that raised (cancelled,
+or shut out) submitted nothing, and no task is left.
 
 trio runs under ``MockClock(autojump_threshold=0)`` (between rules, virtual
 time runs until only untimed waits are left); asyncio and uvloop run in real
@@ -69,7 +75,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from antflow import AsyncExecutor, AsyncFuture, RateLimiter
+from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError, RateLimiter
+from antflow._exceptions import ExecutorFullError
 from antflow._future import job_of
 
 #: What each job's submitter set; every attempt must see its own.
@@ -140,6 +147,7 @@ class Block:
     max_workers: int
     rate: int | None  # index into World.rates: the executor-wide rate limit
     manual: bool
+    max_pending: int | None = None
     stop: anyio.Event = field(default_factory=anyio.Event)
     ending: str = "normal"
     outer: anyio.CancelScope = field(default_factory=anyio.CancelScope)
@@ -165,8 +173,25 @@ class MapCall:
     results: list[Any] = field(default_factory=list)
     outcome: BaseException | None = None
     input_closed: bool = False
+    #: Read at least once (a generator never started has no finally to run:
+    #: a map waiting for room under max_pending may end before reading).
+    input_started: bool = False
     async_input: bool = False
     progress: list[int] = field(default_factory=list)
+    return_exceptions: bool = False
+
+
+@dataclass
+class Asubmit:
+    """One ``await asubmit(...)``, run by a task of its own."""
+
+    job: Job
+    block: int
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    finished: anyio.Event = field(default_factory=anyio.Event)
+    future: AsyncFuture[Any] | None = None
+    outcome: BaseException | None = None
+    cancelled: bool = False
 
 
 class World:
@@ -181,6 +206,7 @@ class World:
         self.jobs: list[Job] = []
         self.futures: list[tuple[Job, AsyncFuture[Any], list[str]]] = []
         self.maps: list[MapCall] = []
+        self.asubmits: list[Asubmit] = []
         self.violations: list[str] = []
         self.baseline_tasks = 0
         self.task_group: Any = None
@@ -400,6 +426,7 @@ class Model(RuleBasedStateMachine):
                 st.integers(1, 4),
                 st.one_of(st.none(), st.just(0), st.just(1)),
                 st.booleans(),
+                st.sampled_from([None, None, 1, 3]),
             ),
             min_size=1,
             max_size=2,
@@ -409,7 +436,7 @@ class Model(RuleBasedStateMachine):
         self,
         limiters: list[tuple[str, int]],
         rates: list[tuple[float, int]],
-        blocks: list[tuple[int, int | None, bool]],
+        blocks: list[tuple[int, int | None, bool, int | None]],
     ) -> None:
         world = self.world
 
@@ -421,10 +448,12 @@ class Model(RuleBasedStateMachine):
                 world.add_rate(rate, burst)
 
         self.portal.call(build)
-        for max_workers, rate, manual in blocks:
-            self.open_block(max_workers, rate, manual)
+        for max_workers, rate, manual, max_pending in blocks:
+            self.open_block(max_workers, rate, manual, max_pending)
 
-    def open_block(self, max_workers: int, rate: int | None, manual: bool) -> None:
+    def open_block(
+        self, max_workers: int, rate: int | None, manual: bool, max_pending: int | None
+    ) -> None:
         world = self.world
         number = len(world.blocks)
 
@@ -433,9 +462,18 @@ class Model(RuleBasedStateMachine):
             executor = AsyncExecutor(
                 max_workers,
                 rate_limit=None if rate is None else world.rates[rate],
+                max_pending=max_pending,
                 on_event=events.append,
             )
-            block = Block(number, executor, max_workers, rate, manual, events=events)
+            block = Block(
+                number,
+                executor,
+                max_workers,
+                rate,
+                manual,
+                max_pending=max_pending,
+                events=events,
+            )
             world.blocks.append(block)
             return block
 
@@ -515,16 +553,88 @@ class Model(RuleBasedStateMachine):
         callbacks: list[str] = []
 
         # Returned in a tuple: the portal would await an awaitable result.
-        def do() -> tuple[AsyncFuture[Any]]:
+        def do() -> tuple[AsyncFuture[Any] | None]:
             submitter.set(job.expected_context)
-            future = block.executor.submit(self.world.job_function(job), **kwargs)
+            room = room_of(block)
+            full = room is not None and not room.available()
+            try:
+                future = block.executor.submit(self.world.job_function(job), **kwargs)
+            except ExecutorFullError:
+                if not full:
+                    self.world.violations.append(
+                        f"job {job.number}: submit refused with room left"
+                    )
+                return (None,)
+            if full:
+                self.world.violations.append(
+                    f"job {job.number}: submitted past max_pending={block.max_pending}"
+                )
             for name in "aba":
                 future.add_done_callback(lambda _, name=name: callbacks.append(name))
             return (future,)
 
         (future,) = self.portal.call(do)
+        if future is None:
+            # Refused: the job never runs. It stays in world.jobs and the
+            # bundle gets None, so what the rules draw does not depend on
+            # timing.
+            return None
         self.world.futures.append((job, future, callbacks))
         return future
+
+    @precondition(
+        lambda self: any(
+            self.world.blocks[b].max_pending is not None for b in self.open_blocks()
+        )
+    )
+    @rule(
+        choice=st.integers(0, 1),
+        kind=st.sampled_from(JOB_KINDS),
+        options=options_strategy,
+    )
+    def asubmit(self, choice: int, kind: str, options: dict[str, Any]) -> None:
+        """``await asubmit(...)`` in a task of its own: it may wait for room."""
+        blocks = [
+            b
+            for b in self.open_blocks()
+            if self.world.blocks[b].max_pending is not None
+        ]
+        block = self.world.blocks[blocks[choice % len(blocks)]]
+        job = self.new_job(kind, block.number, options)
+        kwargs = self.call_options(job, options)
+        record = self.portal.call(lambda: Asubmit(job, block.number))
+        self.world.asubmits.append(record)
+
+        async def run() -> None:
+            submitter.set(job.expected_context)
+            callbacks: list[str] = []
+            try:
+                with record.scope:
+                    future = await block.executor.asubmit(
+                        self.world.job_function(job), **kwargs
+                    )
+                    record.future = future
+                    for name in "aba":
+                        future.add_done_callback(
+                            lambda _, name=name: callbacks.append(name)
+                        )
+                    self.world.futures.append((job, future, callbacks))
+                record.cancelled = record.scope.cancelled_caught
+            except BaseException as error:
+                record.outcome = error
+            finally:
+                record.finished.set()
+
+        self.portal.start_task_soon(run)
+        self.portal.call(anyio.wait_all_tasks_blocked)
+
+    @precondition(lambda self: bool(self.world.asubmits))
+    @rule(data=st.data())
+    def cancel_asubmit(self, data: st.DataObject) -> None:
+        """A producer is cancelled, while it waits for room or after (then
+        it changes nothing: the future is handed out already)."""
+        record = data.draw(st.sampled_from(self.world.asubmits))
+        self.portal.call(record.scope.cancel)
 
     @precondition(lambda self: bool(self.open_blocks()))
     @rule(
@@ -535,6 +645,18 @@ class Model(RuleBasedStateMachine):
         ending=st.sampled_from(["complete", "deadline", "break", "consumer_cancelled"]),
         async_input=st.booleans(),
         progress=st.sampled_from([None, "record", "raise"]),
+        per_item=st.one_of(
+            st.none(),
+            st.lists(
+                st.tuples(
+                    st.one_of(st.none(), st.integers(0, 3)),
+                    st.one_of(st.none(), st.integers(0, 1)),
+                ),
+                min_size=8,
+                max_size=8,
+            ),
+        ),
+        return_exceptions=st.booleans(),
     )
     def start_map(
         self,
@@ -545,6 +667,8 @@ class Model(RuleBasedStateMachine):
         ending: str,
         async_input: bool,
         progress: str | None,
+        per_item: list[tuple[int | None, int | None]] | None,
+        return_exceptions: bool,
     ) -> None:
         blocks = self.open_blocks()
         block = self.world.blocks[blocks[choice % len(blocks)]]
@@ -554,6 +678,19 @@ class Model(RuleBasedStateMachine):
             job.expected_context = context
         kwargs = self.call_options(jobs[0], options) if jobs else {}
         kwargs.pop("task_timeout", None)
+        if per_item is not None:
+            # Each item chooses its own limiter and rate limit (or none).
+            world = self.world
+            for job, (limiter, rate) in zip(jobs, per_item, strict=False):
+                job.limiter, job.rate = limiter, rate
+            kwargs["semaphore"] = lambda job: (
+                None if job.limiter is None else world.limiters[job.limiter][1]
+            )
+            kwargs["rate_limit"] = lambda job: (
+                None if job.rate is None else world.rates[job.rate]
+            )
+        if return_exceptions:
+            kwargs["return_exceptions"] = True
         if any(job.kind == "hang_timeout" for job in jobs) or options["task_timeout"]:
             kwargs["task_timeout"] = 0.01 if self.real_time else 0.05
         if call == "map" and ending == "break":
@@ -563,6 +700,7 @@ class Model(RuleBasedStateMachine):
             lambda: MapCall(len(self.world.maps), block.number, jobs, ending)
         )
         record.async_input = async_input
+        record.return_exceptions = return_exceptions
         self.world.maps.append(record)
         self.portal.start_task_soon(
             self.run_map, block, record, call, kwargs, context, progress
@@ -593,6 +731,7 @@ class Model(RuleBasedStateMachine):
             kwargs = {**kwargs, "progress": report}
 
         async def async_jobs() -> AsyncIterator[Job]:
+            record.input_started = True
             try:
                 for job in record.jobs:
                     await anyio.lowlevel.checkpoint()
@@ -601,6 +740,7 @@ class Model(RuleBasedStateMachine):
                 record.input_closed = True
 
         def sync_jobs() -> Any:
+            record.input_started = True
             try:
                 yield from record.jobs
             finally:
@@ -650,20 +790,29 @@ class Model(RuleBasedStateMachine):
             block.number,
             dict.fromkeys(("limiter", "rate"), None) | {"retries": 0},
         )
-        block.crashed = True
-        block.crash_job = job
 
-        def do() -> tuple[AsyncFuture[Any]]:
+        def do() -> tuple[AsyncFuture[Any] | None]:
             submitter.set(job.expected_context)
-            return (block.executor.submit(self.world.job_function(job)),)
+            try:
+                return (block.executor.submit(self.world.job_function(job)),)
+            except ExecutorFullError:
+                return (None,)  # max_pending reached: no crash this time
 
+        # The block takes no more rules either way (refused or not), so that
+        # which rules run never depends on timing.
+        block.crashed = True
         (future,) = self.portal.call(do)
+        if future is None:
+            return
+        block.crash_job = job
         self.world.futures.append((job, future, ["a", "b", "a"]))
 
     # -- rules: endings --------------------------------------------------------
 
     @rule(future=futures)
-    def cancel(self, future: AsyncFuture[Any]) -> None:
+    def cancel(self, future: AsyncFuture[Any] | None) -> None:
+        if future is None:  # a submit that was refused
+            return
         job = next(j for j, f, _ in self.world.futures if f is future)
 
         def do() -> None:
@@ -693,15 +842,24 @@ class Model(RuleBasedStateMachine):
             self.portal.call(job.release.set)
 
     @precondition(lambda self: bool(self.open_blocks()))
-    @rule(choice=st.integers(0, 1), wait=st.booleans(), cancel_futures=st.booleans())
-    def shutdown(self, choice: int, wait: bool, cancel_futures: bool) -> None:
+    @rule(
+        choice=st.integers(0, 1),
+        wait=st.booleans(),
+        cancel_futures=st.booleans(),
+        grace=st.sampled_from([None, None, 0, 0.02]),
+    )
+    def shutdown(
+        self, choice: int, wait: bool, cancel_futures: bool, grace: float | None
+    ) -> None:
         blocks = self.open_blocks()
         block = self.world.blocks[blocks[choice % len(blocks)]]
         block.shutting_down = True
 
         async def do() -> None:
             with contextlib.suppress(Crash):
-                await block.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+                await block.executor.shutdown(
+                    wait=wait, cancel_futures=cancel_futures, grace=grace
+                )
 
         self.portal.start_task_soon(do)
         self.portal.call(anyio.wait_all_tasks_blocked)
@@ -767,6 +925,8 @@ class Model(RuleBasedStateMachine):
                         await block.finished.wait()
                 for call in world.maps:
                     await call.finished.wait()
+                for asubmit in world.asubmits:
+                    await asubmit.finished.wait()
                 for _, future, _ in world.futures:
                     with contextlib.suppress(BaseException):
                         await job_of(future).wait_final()
@@ -801,6 +961,8 @@ class Model(RuleBasedStateMachine):
             problems += block_problems(block)
         for call in world.maps:
             problems += map_problems(call, world.blocks[call.block])
+        for asubmit in world.asubmits:
+            problems += asubmit_problems(asubmit)
         for index, starts in enumerate(world.rate_starts):
             problems += rate_problems(
                 world.rates[index],
@@ -908,7 +1070,20 @@ def map_problems(call: MapCall, block: Block) -> list[str]:
     outcome = call.outcome
     if call.progress != sorted(call.progress):
         problems.append(f"{where}: progress went backwards: {call.progress}")
-    if outcome is None:
+    if call.return_exceptions:
+        for result in call.results:
+            notes = getattr(result, "__notes__", None)
+            if isinstance(result, BaseException) and (
+                not notes or not notes[-1].startswith("antflow: map item ")
+            ):
+                problems.append(f"{where}: {result!r} returned without its note")
+    if outcome is None and call.return_exceptions:
+        values = {job.value for job in call.jobs}
+        got = [r for r in call.results if not isinstance(r, BaseException)]
+        expected = 1 if call.ending == "break" and call.jobs else len(call.jobs)
+        if len(call.results) != expected or not set(got) <= values:
+            problems.append(f"{where}: results {call.results} for {sorted(values)}")
+    elif outcome is None:
         values = [job.value for job in call.jobs]
         if call.ending == "break" and call.jobs:
             if len(call.results) != 1 or call.results[0] not in values:
@@ -918,6 +1093,7 @@ def map_problems(call: MapCall, block: Block) -> list[str]:
     if (
         (outcome is not None or call.ending == "break")
         and not call.input_closed
+        and call.input_started
         and call.jobs
     ):
         problems.append(f"{where}: stopped early ({outcome!r}) without closing input")
@@ -925,6 +1101,27 @@ def map_problems(call: MapCall, block: Block) -> list[str]:
         if job.in_attempt:
             problems.append(f"{where}: job {job.number} still in an attempt")
     return problems
+
+
+def asubmit_problems(record: Asubmit) -> list[str]:
+    """An asubmit either handed out its future or, cancelled or shut out,
+    submitted nothing: its job never ran."""
+    where = f"asubmit of job {record.job.number}"
+    if record.future is not None:
+        return []
+    outcome = record.outcome
+    if not (record.cancelled or isinstance(outcome, ExecutorShutdownError)):
+        return [f"{where} ended with {outcome!r}"]
+    if record.job.attempts:
+        return [f"{where} ended ({outcome!r}), yet its job ran"]
+    return []
+
+
+def room_of(block: Block) -> Any:
+    """The executor's max_pending bookkeeping (None: no bound, or not
+    started): the model's view of what a plain submit must find."""
+    pool = block.executor._life.pool  # pyright: ignore[reportPrivateUsage]
+    return None if pool is None else pool.room
 
 
 def rate_problems(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import time
+import types
 from typing import Any
 
 import anyio
@@ -50,7 +51,8 @@ def stale_wait_callbacks() -> int:
     return sum(
         1
         for o in gc.get_objects()
-        if getattr(o, "__qualname__", "") == "wait.<locals>.on_done"
+        if isinstance(o, types.FunctionType)
+        and o.__qualname__ == "wait.<locals>.on_done"
     )
 
 

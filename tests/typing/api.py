@@ -56,6 +56,25 @@ async def api() -> None:
 
         results = await ex.map(add, [1, 2], [3, 4], timeout=5.0)
         assert_type(results, list[int])
+        # return_exceptions: a failed item's exception in its place.
+        mixed = await ex.map(add, [1], [2], return_exceptions=True)
+        assert_type(mixed, list[int | Exception])
+        async for each in ex.map_iter(add, [1], [2], return_exceptions=True):
+            assert_type(each, int | Exception)
+        # Limiters chosen per item.
+        per_host = {"a": anyio.CapacityLimiter(2)}
+
+        def host_limit(url: str) -> anyio.CapacityLimiter | None:
+            return per_host.get(url)
+
+        def host_rate(url: str) -> RateLimiter | None:
+            return None
+
+        await ex.map(fetch, ["a"], semaphore=host_limit, rate_limit=host_rate)
+        # Backpressure: asubmit is submit, awaited.
+        waited = await ex.asubmit(fetch, "u", retries=1)
+        assert_type(waited, AsyncFuture[bytes])
+        await ex.asubmit(add, 1, "two")  # type: ignore[arg-type, call-arg]  # pyright: ignore[reportArgumentType, reportCallIssue]
         async for item in ex.map_iter(add, [1], [2], ordered=False, progress=True):
             assert_type(item, int)
 
@@ -77,3 +96,5 @@ async def api() -> None:
         future.add_done_callback(lambda f: print(f.sequence_id))
 
     await ex.shutdown(wait=True, cancel_futures=False)
+    await ex.shutdown(grace=5.0)
+    AsyncExecutor(max_workers=2, max_pending=100)
