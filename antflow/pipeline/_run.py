@@ -260,14 +260,14 @@ class PipelineRun:
             slot = output.open_slot(len(packets))
             for packet in packets:
                 packet.slot = slot
-        self._admitted += 1
-        self._created += len(packets)
         for packet in packets:
             runner = self._runners[packet.stage]
             while runner.room <= 0 or runner.waiting:
                 runner.room_freed = event = anyio.Event()
                 await self._feeder_wait(event)
+            self._created += 1
             runner.enter(packet)
+        self._admitted += 1
 
     async def _feeder_wait(self, event: anyio.Event) -> None:
         self._feeder_waiting = True
