@@ -27,6 +27,21 @@ class Recorder:
         self.flaky: dict[str, int] = {}
         self.errors: dict[tuple[str, Any], Exception] = {}
         self._gates: dict[str, anyio.Event] = {}
+        self._changed: anyio.Event | None = None
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; it is checked after each call
+        starts or ends. (With a journal, ``wait_all_tasks_blocked`` is no
+        quiescence signal: a task waiting for the journal's thread counts as
+        blocked.)"""
+        while not predicate():
+            self._changed = changed = anyio.Event()
+            await changed.wait()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     def gate(self, stage: str) -> None:
         self._gates[stage] = anyio.Event()
@@ -44,6 +59,9 @@ class Recorder:
     def cancelled_in(self, stage: str) -> int:
         return sum(n for key, n in self.cancelled.items() if key[0] == stage)
 
+    def finished(self, stage: str) -> int:
+        return sum(n for key, n in self.ended.items() if key[0] == stage)
+
     def calls(self, stage: str) -> int:
         return sum(n for key, n in self.started.items() if key[0] == stage)
 
@@ -54,6 +72,7 @@ class Recorder:
             key = (stage, _hashable(value))
             self.started[key] += 1
             self.order.append(key)
+            self._notify()
             try:
                 gate = self._gates.get(stage)
                 if gate is not None:
@@ -69,11 +88,14 @@ class Recorder:
                     raise error
             except anyio.get_cancelled_exc_class():
                 self.cancelled[key] += 1
+                self._notify()
                 raise
             except Exception:
                 self.ended[key] += 1
+                self._notify()
                 raise
             self.ended[key] += 1
+            self._notify()
             return transform(value)
 
         call.__name__ = stage

@@ -4,7 +4,7 @@
 import Pipeline, Stage`` does.
 """
 
-from ._journal import Journal, JournalError, JournalSummary
+from ._journal import Journal, JournalError, JournalSummary, RecordedError
 from ._pipeline import Pipeline
 from ._results import Completed, Failed, StageEvent
 from ._run import PipelineRun
@@ -20,6 +20,7 @@ __all__ = [
     "Pipeline",
     "PipelineRun",
     "PipelineStatistics",
+    "RecordedError",
     "Stage",
     "StageEvent",
     "StageStatistics",
@@ -34,6 +35,7 @@ for _public in (
     Pipeline,
     PipelineRun,
     PipelineStatistics,
+    RecordedError,
     Stage,
     StageEvent,
     StageStatistics,

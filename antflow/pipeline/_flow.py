@@ -266,7 +266,8 @@ class StageRunner:
 
     async def _idle(self) -> None:
         if self.batch and (
-            anyio.current_time() >= self._batch_deadline or self.run.batch_is_stuck(self)
+            anyio.current_time() >= self._batch_deadline
+            or self.run.batch_is_stuck(self)
         ):
             self.send_batch()
             return

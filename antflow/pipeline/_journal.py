@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 import anyio
+import anyio.lowlevel
 
 from ._journal_file import (
     DONE,
@@ -33,10 +34,18 @@ from ._journal_file import (
     JournalError,
     JournalFile,
     Record,
+    RecordedError,
     Row,
 )
 
-__all__ = ["Journal", "JournalError", "JournalSession", "JournalSummary", "Row"]
+__all__ = [
+    "Journal",
+    "JournalError",
+    "JournalSession",
+    "JournalSummary",
+    "RecordedError",
+    "Row",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +83,15 @@ class Journal:
             ``synchronous=FULL``: one fsync per batch). Without it, a batch
             once saved survives the process dying in any way, SIGKILL
             included.
+        keep_results: Also store each item's result (with ``codec``), so
+            that a later run hands out the results of the items earlier runs
+            finished, and the errors (as `RecordedError`) of those they set
+            aside, without running them again: its results are then
+            complete. Without it, such items are skipped: their results went
+            to the run that made them.
     """
 
-    __slots__ = ("codec", "durable", "path")
+    __slots__ = ("codec", "durable", "keep_results", "path")
 
     def __init__(
         self,
@@ -84,6 +99,7 @@ class Journal:
         *,
         codec: Codec = pickle,
         durable: bool = False,
+        keep_results: bool = False,
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
@@ -92,11 +108,13 @@ class Journal:
             and callable(getattr(codec, "loads", None))
         ):
             raise TypeError("codec must have dumps() and loads(), as pickle does")
-        if not isinstance(durable, bool):
-            raise TypeError(f"durable must be a bool, got {type(durable).__name__}")
+        for name, flag in (("durable", durable), ("keep_results", keep_results)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
         self.path = os.fspath(path)
         self.codec = codec
         self.durable = durable
+        self.keep_results = keep_results
 
     def summary(self) -> JournalSummary:
         """Count what the file holds. Blocking; call it when no run uses it.
@@ -132,10 +150,11 @@ class JournalSession:
     """One run's link to its open journal file."""
 
     def __init__(
-        self, file: JournalFile, codec: Codec, on_saved: Callable[[list[Any]], None]
+        self, file: JournalFile, journal: Journal, on_saved: Callable[[list[Any]], None]
     ) -> None:
         self._file = file
-        self._dumps = codec.dumps
+        self._dumps = journal.codec.dumps
+        self.keep_results = journal.keep_results
         self._on_saved = on_saved
         self._lock = anyio.Lock()  # one call on the connection at a time
         self._records: list[Record] = []
@@ -153,10 +172,19 @@ class JournalSession:
         stages: Sequence[tuple[str, str]],
         on_saved: Callable[[list[Any]], None],
     ) -> JournalSession:
-        file = await anyio.to_thread.run_sync(
-            JournalFile, journal.path, stages, journal.codec, journal.durable
-        )
-        return cls(file, journal.codec, on_saved)
+        # Shielded, and closed again if we were cancelled meanwhile: an
+        # opened file must not be left for the garbage collector.
+        with anyio.CancelScope(shield=True):
+            file = await anyio.to_thread.run_sync(
+                JournalFile, journal.path, stages, journal.codec, journal.durable
+            )
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.close)
+            raise
+        return cls(file, journal, on_saved)
 
     # -- recording (synchronous, on the event loop) ----------------------------
 
@@ -168,8 +196,9 @@ class JournalSession:
         """The item will resume at ``stage`` with the encoded value."""
         self._record((IN_PROGRESS, ref, stage, blob), waiter)
 
-    def done(self, ref: str, stage: int, waiter: Any) -> None:
-        self._record((DONE, ref, stage, None), waiter)
+    def done(self, ref: str, stage: int, blob: bytes | None, waiter: Any) -> None:
+        """The item went through every stage (``blob``: its stored result)."""
+        self._record((DONE, ref, stage, blob), waiter)
 
     def set_aside(
         self, ref: str, stage: int, error: BaseException, waiter: Any
@@ -206,17 +235,23 @@ class JournalSession:
                 self._wake = wake = anyio.Event()
                 await wake.wait()
                 continue
-            records, waiting = self._records, self._waiting
-            self._records, self._waiting = [], []
-            await self._save(records)
+            # Shielded: records taken from the list must reach the file even
+            # if the run is cancelled meanwhile (the lock and the thread are
+            # both places a cancellation could otherwise drop them).
+            waiting: list[Any] = []
+            with anyio.CancelScope(shield=True):
+                waiting = await self._save_recorded()
             self._on_saved(waiting)
 
-    async def _save(self, records: list[Record]) -> None:
+    async def _save_recorded(self) -> list[Any]:
+        """Save everything recorded so far; return its waiters."""
         async with self._lock:
+            records, waiting = self._records, self._waiting
+            self._records, self._waiting = [], []
+            if not records:
+                return waiting
             started = time.perf_counter()
             try:
-                # Not abandoned on cancellation: once handed to the thread,
-                # a batch is saved completely or not at all.
                 await anyio.to_thread.run_sync(self._file.save, records)
             except JournalError:
                 raise
@@ -229,14 +264,13 @@ class JournalSession:
                 self.seconds += time.perf_counter() - started
         self.saved += len(records)
         self.flushes += 1
+        return waiting
 
     async def close(self) -> None:
         """Save what is still recorded (work that finished must not be lost,
         even when the run is being cancelled), then close the file."""
         with anyio.CancelScope(shield=True):
             try:
-                if self._records:
-                    records, self._records, self._waiting = self._records, [], []
-                    await self._save(records)
+                await self._save_recorded()
             finally:
                 await anyio.to_thread.run_sync(self._file.close)

@@ -9,12 +9,13 @@ stage  how many stages the item has finished (for a set-aside item:
        the stage that failed it)
 state  in progress, done, set aside, or fanned out into children
 value  what the last finished stage handed on (needed to resume at
-       the next one); NULL when there is nothing to resume
+       the next one); for a finished item, its result if the journal
+       keeps results; else NULL
 error  for a set-aside item: the exception's type and message
 count  for a fanned-out item: how many children it made
 ====== =========================================================
 
-Source items and final results are never stored. Every batch of records is
+Source items are never stored; final results only with ``keep_results``. Every batch of records is
 one transaction, so after any crash the file holds a prefix of what the run
 recorded: each item is in a state it really went through.
 
@@ -42,11 +43,13 @@ __all__ = [
     "DONE",
     "FANNED",
     "IN_PROGRESS",
+    "NOTHING",
     "SET_ASIDE",
     "Codec",
     "JournalError",
     "JournalFile",
     "Record",
+    "RecordedError",
     "Row",
 ]
 
@@ -64,7 +67,7 @@ _SCHEMA = (
     "state INTEGER NOT NULL, value BLOB, error TEXT, count INTEGER) WITHOUT ROWID",
 )
 _ADVANCE = "INSERT OR REPLACE INTO antflow_items VALUES (?, ?, 0, ?, NULL, NULL)"
-_DONE = "INSERT OR REPLACE INTO antflow_items VALUES (?, ?, 1, NULL, NULL, NULL)"
+_DONE = "INSERT OR REPLACE INTO antflow_items VALUES (?, ?, 1, ?, NULL, NULL)"
 _FANNED = "INSERT OR REPLACE INTO antflow_items VALUES (?, ?, 3, NULL, NULL, ?)"
 # A set-aside item keeps the value it entered the failing stage with, so a
 # later run can retry it there.
@@ -85,6 +88,11 @@ class JournalError(AntFlowError):
     open."""
 
 
+class RecordedError(AntFlowError):
+    """The error that set an item aside in an earlier run, as the journal
+    recorded it: its type and message, as text (``str(error)``)."""
+
+
 class Codec(Protocol):
     """How values are stored: ``pickle`` fits, and so does any object with
     these two functions."""
@@ -93,12 +101,22 @@ class Codec(Protocol):
     def loads(self, data: bytes, /) -> Any: ...
 
 
+class _Nothing:
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+#: `Row.value` when the journal stored no value.
+NOTHING: Any = _Nothing()
+
+
 class Row(NamedTuple):
     """What the journal knows about one item."""
 
     stage: int
     state: int
-    value: Any  # decoded; None when nothing was stored
+    value: Any  # decoded; NOTHING when no value was stored
+    error: str | None
     children: int | None
 
 
@@ -226,32 +244,31 @@ class JournalFile:
             chunk = refs[start : start + LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
             query = (
-                "SELECT key, stage, state, value, count FROM antflow_items "
+                "SELECT key, stage, state, value, error, count FROM antflow_items "
                 f"WHERE key IN ({marks})"
             )
-            for key, stage_, state, blob, count in self._db.execute(query, chunk):
+            rows = self._db.execute(query, chunk)
+            for key, stage_, state, blob, error_text, count in rows:
                 try:
-                    value = None if blob is None else loads(blob)
+                    value = NOTHING if blob is None else loads(blob)
                 except Exception as error:
                     raise JournalError(
                         f"cannot read the value {self.path} holds for item {key!r}: "
                         f"{type(error).__name__}: {error}"
                     ) from error
-                found[key] = Row(stage_, state, value, count)
+                found[key] = Row(stage_, state, value, error_text, count)
         return found
 
     def save(self, records: Iterable[Record]) -> None:
         """Write one batch of records in one transaction.
 
         Each record is ``(state, key, stage, extra)``: for IN_PROGRESS the
-        encoded value, for SET_ASIDE the error text, for FANNED the count.
+        encoded value, for DONE the encoded result or None, for SET_ASIDE
+        the error text, for FANNED the count.
         """
         groups: list[list[tuple[Any, ...]]] = [[], [], [], []]  # by state
         for state, key, stage_, extra in records:
-            row: tuple[Any, ...] = (
-                (key, stage_) if state == DONE else (key, stage_, extra)
-            )
-            groups[state].append(row)
+            groups[state].append((key, stage_, extra))
         db = self._db
         db.execute("BEGIN")
         try:

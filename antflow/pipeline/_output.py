@@ -52,6 +52,7 @@ class Output:
         self._ready: deque[Result] = deque()  # ready to hand out
         self._readable: anyio.Event | None = None  # the consumer waits on it
         self.window_freed: anyio.Event | None = None  # the source waits on it
+        self.room_freed: anyio.Event | None = None  # ... or on this
         self.delivered = 0  # packets that entered
         #: Called with each packet that entered (the run counts it).
         self.on_enter: Callable[[Packet], object] = _ignore
@@ -125,6 +126,9 @@ class Output:
             self.enter(packet)
             if holder is not None:
                 holder.release()
+        if self.room > 0 and self.room_freed is not None:
+            self.room_freed.set()
+            self.room_freed = None
 
 
 def _ignore(packet: Packet) -> None:

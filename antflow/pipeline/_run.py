@@ -93,7 +93,7 @@ class PipelineRun:
         self._retry_set_aside = retry_set_aside
         self._progress = progress
         self.on_event = on_event
-        self._stages = pipeline.stages
+        self.stages = pipeline.stages
         self._count = len(pipeline.stages)
         self._state = _NEW
         self._session: JournalSession | None = None
@@ -133,7 +133,7 @@ class PipelineRun:
             self._session = await JournalSession.open(
                 journal, self._pipeline.fingerprint(), self._saved
             )
-        stages = self._stages
+        stages = self.stages
         self._runners = [
             StageRunner(self, index, stage, AsyncExecutor(stage.workers))
             for index, stage in enumerate(stages)
@@ -261,6 +261,14 @@ class PipelineRun:
             for packet in packets:
                 packet.slot = slot
         for packet in packets:
+            if packet.stage == self._count:
+                # Finished by an earlier run: its recorded result goes out.
+                while output.room <= 0 or output.waiting:
+                    output.room_freed = event = anyio.Event()
+                    await self._feeder_wait(event)
+                self._created += 1
+                output.enter(packet)
+                continue
             runner = self._runners[packet.stage]
             while runner.room <= 0 or runner.waiting:
                 runner.room_freed = event = anyio.Event()
@@ -287,7 +295,7 @@ class PipelineRun:
         """The journal sends this packet to the stage an earlier run left it at."""
         self._resumed += 1
         if self.on_event is not None:
-            self.emit("resumed", self._stages[packet.stage].name, packet.key)
+            self.emit("resumed", self.stages[packet.stage].name, packet.key)
 
     # -- what stages report --------------------------------------------------------
 
@@ -298,8 +306,8 @@ class PipelineRun:
             return
         following = runner.index + 1
         session = self._session
-        blob = b""
-        if session is not None and following < self._count:
+        blob: bytes | None = None
+        if session is not None and (following < self._count or session.keep_results):
             try:
                 blob = session.encode(value)
             except Exception as error:
@@ -315,9 +323,9 @@ class PipelineRun:
         if session is None:
             self._move_on(packet)
         elif following == self._count:
-            session.done(cast(str, packet.ref), following, packet)
+            session.done(cast(str, packet.ref), following, blob, packet)
         else:
-            session.advance(cast(str, packet.ref), following, blob, packet)
+            session.advance(cast(str, packet.ref), following, cast(bytes, blob), packet)
 
     def stage_failed(
         self, runner: StageRunner, packet: Packet, error: BaseException
@@ -351,7 +359,7 @@ class PipelineRun:
         following = runner.index + 1
         session = self._session
         blobs: list[bytes] = []
-        if session is not None and following < self._count:
+        if session is not None and (following < self._count or session.keep_results):
             try:
                 blobs = [session.encode(v) for v in values]
             except Exception as error:
@@ -390,11 +398,14 @@ class PipelineRun:
                 self._move_on(child)
             return
         session.fanned(cast(str, ref), following, len(children), parent)
-        for child, blob in zip(children, blobs or [b""] * len(children), strict=True):
+        stored: list[bytes | None] = [*blobs] if blobs else [None] * len(children)
+        for child, blob in zip(children, stored, strict=True):
             if following == self._count:
-                session.done(cast(str, child.ref), following, child)
+                session.done(cast(str, child.ref), following, blob, child)
             else:
-                session.advance(cast(str, child.ref), following, blob, child)
+                session.advance(
+                    cast(str, child.ref), following, cast(bytes, blob), child
+                )
 
     def _saved(self, packets: list[Any]) -> None:
         """The journal saved the records of these packets: they go on."""

@@ -24,8 +24,16 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 
 from ._flow import Packet
-from ._journal_file import DONE, FANNED, SET_ASIDE, JournalError
+from ._journal_file import (
+    DONE,
+    FANNED,
+    NOTHING,
+    SET_ASIDE,
+    JournalError,
+    RecordedError,
+)
 from ._keys import child_ref, encode_key
+from ._results import Failed
 
 if TYPE_CHECKING:
     from ._journal import JournalSession, Row
@@ -59,6 +67,9 @@ class Feeder:
         self._key = key
         self._session = session
         self._retry = retry_set_aside
+        self._keep = session is not None and session.keep_results
+        self._names = [stage.name for stage in run.stages]
+        self._stages = len(self._names)
 
     async def feed(self) -> None:
         if self._session is None:
@@ -144,7 +155,19 @@ class Feeder:
         state = row.state
         if state == DONE or (state == SET_ASIDE and not self._retry):
             run.skip(key)
-            return []
+            if not self._keep:
+                return []
+            # Results are kept: hand out what the earlier run ended with.
+            if state == DONE:
+                if row.value is NOTHING:
+                    return []  # finished before results were kept
+                return [Packet(item, key, ref, row.value, self._stages, path)]
+            value = item if row.value is NOTHING else row.value
+            packet = Packet(item, key, ref, value, self._stages, path)
+            packet.result = Failed(
+                key, item, self._names[row.stage], RecordedError(row.error), value
+            )
+            return [packet]
         if state == FANNED:
             count = row.children or 0
             refs = [child_ref(ref, index) for index in range(count)]
@@ -164,7 +187,7 @@ class Feeder:
             return packets
         # In progress, or set aside and retried: go back to that stage. Only
         # the first stage's input is not stored: it is the source item.
-        value = item if row.stage == 0 else row.value
+        value = item if row.value is NOTHING else row.value
         packet = Packet(item, key, ref, value, row.stage, path)
         run.resume(packet)
         return [packet]
