@@ -218,6 +218,8 @@ class StageRunner:
             self._call(batch, 0, [packet.value for packet in batch])
 
     def _call(self, target: Packet | list[Packet], position: int, value: Any) -> None:
+        if self.run.stopping:
+            return  # the item stays where its last saved record says
         future = self._submit(self._functions[position], value, **self._options)
         self.calls[future] = (target, position)
         future.add_done_callback(self._on_done_callback)

@@ -106,6 +106,7 @@ class PipelineRun:
         self._feeder_waiting = False
         self._finished: anyio.Event | None = None
         self._crash: BaseException | None = None  # raised in a done callback
+        self.stopping = False  # see stop_now()
         self._tasks_scope: anyio.CancelScope | None = None
         # Counters.
         self._admitted = 0
@@ -164,7 +165,10 @@ class PipelineRun:
         task_group = self._task_group
         assert self._finished is not None
         if exc is not None or not self._finished.is_set():
-            task_group.cancel_scope.cancel()  # an error, or the caller left early
+            # An error, or the caller left early: stop before anything else
+            # can start (see `stop_now`), then cancel every task of the run.
+            self.stop_now()
+            task_group.cancel_scope.cancel()
         try:
             if isinstance(exc, anyio.get_cancelled_exc_class()):
                 # The group must see the cancellation to know whether it was
@@ -409,6 +413,8 @@ class PipelineRun:
 
     def _saved(self, packets: list[Any]) -> None:
         """The journal saved the records of these packets: they go on."""
+        if self.stopping:
+            return
         for packet in packets:
             if packet.stage == _DROP:
                 self._drop(packet)
@@ -446,8 +452,25 @@ class PipelineRun:
         cannot raise it into the task group itself)."""
         if self._crash is None:
             self._crash = error
+        self.stop_now()
         if self._tasks_scope is not None:
             self._tasks_scope.cancel()
+
+    def stop_now(self) -> None:
+        """Stop where everything is: cancel every call, queued or running,
+        and move nothing on any more.
+
+        Cancelling the run's task groups alone would leave a moment in which
+        a worker could still start a queued call (a call that starts then
+        only to be cut off is work a later run repeats). Finished work still
+        gets its journal record saved on the way out.
+        """
+        if self.stopping:
+            return
+        self.stopping = True
+        for runner in self._runners:
+            for future in list(runner.calls):
+                future.cancel()
 
     def _check_finished(self) -> None:
         output = cast(Output, self._output)
