@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._run import PipelineRun
     from ._stage import Stage
 
-__all__ = ["Destination", "FanHold", "Holder", "Packet", "StageRunner"]
+__all__ = ["Destination", "Hold", "Holder", "Packet", "StageRunner"]
 
 
 class Holder(Protocol):
@@ -88,15 +88,22 @@ class Destination(Protocol):
     def enter(self, packet: Packet) -> None: ...
 
 
-class FanHold:
-    """A fan-out parent's unit of room, shared by its children: given back
-    once the last of them has entered the next stage."""
+class Hold:
+    """One unit of a stage's room, given back after ``count`` releases.
+
+    Two uses. A journaled item moves on as soon as its stage finishes, but
+    the stage keeps its unit until *both* the item is in the next stage and
+    its record is saved: so a stage never holds more than its capacity in
+    items whose work a crash would lose, yet items do not wait for the disk.
+    A fan-out parent's unit is shared by its children (and its record):
+    given back once the last of them has entered the next stage.
+    """
 
     __slots__ = ("_left", "_stage")
 
-    def __init__(self, stage: StageRunner, children: int) -> None:
+    def __init__(self, stage: StageRunner, count: int) -> None:
         self._stage = stage
-        self._left = children
+        self._left = count
 
     def release(self) -> None:
         self._left -= 1

@@ -155,6 +155,8 @@ class JournalSession:
         self._file = file
         self._dumps = journal.codec.dumps
         self.keep_results = journal.keep_results
+        #: The journal knew no item when the run began: nothing to look up.
+        self.fresh = file.empty
         self._on_saved = on_saved
         self._lock = anyio.Lock()  # one call on the connection at a time
         self._records: list[Record] = []

@@ -182,6 +182,10 @@ class JournalFile:
                 self._create()
             else:
                 self._check(application_id)
+            #: True when the file knows no item (new, or nothing recorded yet).
+            self.empty = (
+                db.execute("SELECT 1 FROM antflow_items LIMIT 1").fetchone() is None
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -28,7 +28,7 @@ import anyio
 
 from antflow import AsyncExecutor
 
-from ._flow import FanHold, Packet, StageRunner, deliver
+from ._flow import Hold, Packet, StageRunner, deliver
 from ._journal import JournalError, JournalSession
 from ._keys import child_ref
 from ._output import Output, Result
@@ -45,7 +45,6 @@ __all__ = ["PipelineRun", "Progress"]
 Progress = bool | Callable[[PipelineStatistics], object] | None
 
 _NEW, _RUNNING, _CLOSED = range(3)
-_DROP = -1  # Packet.stage of a fanned-out parent waiting for its record
 
 
 @final
@@ -327,9 +326,14 @@ class PipelineRun:
         if session is None:
             self._move_on(packet)
         elif following == self._count:
+            # A result goes out only once saved: a later run never makes it
+            # again.
             session.done(cast(str, packet.ref), following, blob, packet)
         else:
-            session.advance(cast(str, packet.ref), following, cast(bytes, blob), packet)
+            hold = Hold(runner, 2)  # given back when saved and moved on
+            packet.holder = hold
+            session.advance(cast(str, packet.ref), following, cast(bytes, blob), hold)
+            self._move_on(packet)
 
     def stage_failed(
         self, runner: StageRunner, packet: Packet, error: BaseException
@@ -387,39 +391,45 @@ class PipelineRun:
             for index, child in enumerate(values)
         ]
         self._created += len(children)
-        if children:
-            hold = FanHold(runner, len(children))
+        if parent.slot is not None:
+            parent.slot.pending += len(children)
             for child in children:
-                child.holder = hold
                 child.slot = parent.slot
-            if parent.slot is not None:
-                parent.slot.pending += len(children)
-            parent.holder = None  # the children give its room back
-        parent.stage = _DROP
-        if session is None:
-            self._drop(parent)
-            for child in children:
-                self._move_on(child)
-            return
-        session.fanned(cast(str, ref), following, len(children), parent)
-        stored: list[bytes | None] = [*blobs] if blobs else [None] * len(children)
-        for child, blob in zip(children, stored, strict=True):
-            if following == self._count:
-                session.done(cast(str, child.ref), following, blob, child)
-            else:
-                session.advance(
-                    cast(str, child.ref), following, cast(bytes, blob), child
-                )
+        # The parent's unit of room goes back once every child is in the
+        # next stage (and, journaled, once the record of the fan-out is
+        # saved); with no child and no journal, at once.
+        count = len(children) + (session is not None)
+        hold = Hold(runner, count) if count else None
+        parent.holder = None if hold is not None else parent.holder
+        for child in children:
+            child.holder = hold
+        if session is not None:
+            final = following == self._count
+            session.fanned(cast(str, ref), following, len(children), hold)
+            stored: list[bytes | None] = [*blobs] if blobs else [None] * len(children)
+            for child, blob in zip(children, stored, strict=True):
+                if final:
+                    session.done(cast(str, child.ref), following, blob, child)
+                else:
+                    session.advance(
+                        cast(str, child.ref), following, cast(bytes, blob), None
+                    )
+            if final:
+                self._drop(parent)
+                return
+        self._drop(parent)
+        for child in children:
+            self._move_on(child)
 
     def _saved(self, packets: list[Any]) -> None:
         """The journal saved the records of these packets: they go on."""
         if self.stopping:
             return
-        for packet in packets:
-            if packet.stage == _DROP:
-                self._drop(packet)
-            else:
-                self._move_on(packet)
+        for waiter in packets:
+            if isinstance(waiter, Packet):
+                self._move_on(waiter)
+            elif waiter is not None:
+                waiter.release()
 
     def _move_on(self, packet: Packet) -> None:
         stage = packet.stage

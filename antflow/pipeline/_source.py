@@ -72,7 +72,9 @@ class Feeder:
         self._stages = len(self._names)
 
     async def feed(self) -> None:
-        if self._session is None:
+        if self._session is None or self._session.fresh:
+            # Nothing to look up (a fresh journal knows no key yet): each
+            # item goes in as it is read.
             await self._feed_plain()
         elif isinstance(self._source, AsyncIterable):
             await self._feed_async_with_journal(self._source)
@@ -80,24 +82,29 @@ class Feeder:
             await self._feed_sync_with_journal(self._source)
 
     async def _feed_plain(self) -> None:
-        run, key = self._run, self._key
         source = self._source
         if isinstance(source, AsyncIterable):
             items = aiter(source)
             try:
                 async for item in items:
-                    k = item if key is None else key(item)
-                    await run.admit([Packet(item, k, None, item, 0)])
+                    await self._admit_new(item)
             finally:
                 await _aclose(items)
         else:
             iterator = iter(source)
             try:
                 for item in iterator:
-                    k = item if key is None else key(item)
-                    await run.admit([Packet(item, k, None, item, 0)])
+                    await self._admit_new(item)
             finally:
                 _close(iterator)
+
+    async def _admit_new(self, item: Any) -> None:
+        key = item if self._key is None else self._key(item)
+        if self._session is None:
+            await self._run.admit([Packet(item, key, None, item, 0)])
+        else:
+            ref = encode_key(key)
+            await self._run.admit([Packet(item, key, ref, item, 0)], ref)
 
     async def _feed_sync_with_journal(self, source: Iterable[Any]) -> None:
         iterator = iter(source)

@@ -1,0 +1,224 @@
+"""A 3-stage no-op pipeline over a million items: time and peak RSS.
+
+Usage::
+
+    python benchmarks/pipeline.py                  # 1,000,000 items, 1 round
+    python benchmarks/pipeline.py --items 100000 --rounds 3
+    python benchmarks/pipeline.py --backends asyncio,trio --skip antflow-0.10
+
+Cases, each three stages of ``workers`` workers (100 by default) whose task
+awaits one checkpoint (``impls/_tasks.py``, the same bodies as the other
+benchmarks) and returns its input:
+
+=================== ==========================================================
+pipeline            ``antflow.pipeline.Pipeline``, results in source order
+pipeline-unordered  the same, results as they finish
+pipeline-journal    unordered, with a journal (SQLite, in a temporary folder)
+map_iter-chain      three ``AsyncExecutor.map_iter`` calls chained, in order
+map_iter-unordered  the same with ``ordered=False``
+antflow-0.10        AntFlow 0.10's ``Pipeline.stream`` (completion order), in
+                    its own venv (``antflow010_env.py``); asyncio and uvloop
+=================== ==========================================================
+
+Every run is a fresh process (``child`` below), so no import, allocator state
+or peak RSS carries over; the rounds alternate the cases' order. Wall time is
+taken inside the event loop around the whole run, entering and leaving
+included; peak RSS is the child's ``ru_maxrss`` at the end (the interpreter
+and its imports included). Ratios divide by ``map_iter-chain`` on the same
+backend, measured in the same invocation. Nothing is asserted: this reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CASES = (
+    "pipeline",
+    "pipeline-unordered",
+    "pipeline-journal",
+    "map_iter-chain",
+    "map_iter-unordered",
+    "antflow-0.10",
+)
+REFERENCE = "map_iter-chain"
+
+
+# -- one run, in a child process ---------------------------------------------------
+
+
+def child(case: str, backend: str, items: int, workers: int) -> dict[str, float]:
+    """Run one case; return its numbers (this process runs nothing else)."""
+    import resource
+
+    sys.path.insert(0, str(HERE))
+    from impls._tasks import for_backend
+
+    noop = for_backend(backend).checkpoint
+
+    if case == "antflow-0.10":
+        from antflow import Pipeline as OldPipeline
+        from antflow import Stage as OldStage
+
+        async def body() -> int:
+            stages = [
+                OldStage(name=name, workers=workers, tasks=[noop], task_attempts=1)
+                for name in ("a", "b", "c")
+            ]
+            count = 0
+            async for _ in OldPipeline(stages=stages).stream(range(items)):
+                count += 1
+            return count
+
+    elif case.startswith("map_iter"):
+        from antflow import AsyncExecutor
+
+        ordered = case == "map_iter-chain"
+
+        async def body() -> int:
+            count = 0
+            async with (
+                AsyncExecutor(workers) as a,
+                AsyncExecutor(workers) as b,
+                AsyncExecutor(workers) as c,
+            ):
+                first = a.map_iter(noop, range(items), ordered=ordered)
+                second = b.map_iter(noop, first, ordered=ordered)
+                async for _ in c.map_iter(noop, second, ordered=ordered):
+                    count += 1
+            return count
+
+    else:
+        from antflow.pipeline import Pipeline, Stage
+
+        folder = tempfile.mkdtemp()
+        journal = os.path.join(folder, "bench.journal") if case.endswith("journal") else None
+        pipeline = Pipeline(
+            *(Stage(name, noop, workers=workers) for name in ("a", "b", "c")),
+            journal=journal,
+        )
+
+        async def body() -> int:
+            count = 0
+            async with pipeline.stream(
+                range(items), ordered=case == "pipeline"
+            ) as results:
+                async for _ in results:
+                    count += 1
+            return count
+
+    async def timed() -> tuple[float, int]:
+        start = time.perf_counter()
+        count = await body()
+        return time.perf_counter() - start, count
+
+    elapsed, count = _run(backend, timed)
+    if count != items:
+        raise SystemExit(f"{case}: {count} results for {items} items")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"elapsed": elapsed, "peak_rss": peak}
+
+
+def _run(backend: str, main):  # type: ignore[no-untyped-def]
+    if backend == "trio":
+        import trio
+
+        return trio.run(main)
+    import asyncio
+
+    factory = None
+    if backend == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+# -- the driver ----------------------------------------------------------------------
+
+
+def spawn(python: str, case: str, backend: str, items: int, workers: int) -> dict[str, float]:
+    done = subprocess.run(
+        [python, str(Path(__file__).resolve()), "child", case, backend, str(items), str(workers)],
+        capture_output=True,
+        text=True,
+        cwd="/" if case == "antflow-0.10" else str(REPO),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{case} on {backend} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["child"]:
+        case, backend, items, workers = argv[1:]
+        print(json.dumps(child(case, backend, int(items), int(workers))), flush=True)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--backends", default="asyncio,uvloop,trio")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--skip", default="", help="cases to leave out, comma-separated")
+    args = parser.parse_args(argv)
+    backends = args.backends.split(",")
+    skip = set(filter(None, args.skip.split(",")))
+    cases = [c for c in args.cases.split(",") if c not in skip]
+    pythons = {case: sys.executable for case in cases}
+    if "antflow-0.10" in cases:
+        sys.path.insert(0, str(HERE))
+        import antflow010_env
+
+        pythons["antflow-0.10"] = str(antflow010_env.ensure())
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "antflow")], check=True)
+
+    load = os.getloadavg()[0]
+    print(
+        f"{args.items:,} items, 3 stages of {args.workers} workers, {args.rounds} round(s); "
+        f"load average {load:.2f} at the start",
+        flush=True,
+    )
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for round_ in range(args.rounds):
+        for backend in backends:
+            order = cases[round_ % len(cases) :] + cases[: round_ % len(cases)]
+            for case in order:
+                if case == "antflow-0.10" and backend == "trio":
+                    continue
+                numbers = spawn(pythons[case], case, backend, args.items, args.workers)
+                runs.setdefault((backend, case), []).append(numbers)
+                print(
+                    f"  {backend:8} {case:20} {numbers['elapsed']:8.2f} s"
+                    f" {numbers['peak_rss'] / 2**20:8.0f} MB",
+                    flush=True,
+                )
+    print(f"\nMedians; load average {os.getloadavg()[0]:.2f} at the end\n")
+    print("| backend | case | time | peak RSS | time vs map_iter-chain |")
+    print("|---|---|---|---|---|")
+    for backend in backends:
+        reference = runs.get((backend, REFERENCE))
+        base = statistics.median(r["elapsed"] for r in reference) if reference else None
+        for case in cases:
+            numbers = runs.get((backend, case))
+            if not numbers:
+                continue
+            elapsed = statistics.median(r["elapsed"] for r in numbers)
+            peak = statistics.median(r["peak_rss"] for r in numbers) / 2**20
+            ratio = f"{elapsed / base:.2f}x" if base else "-"
+            print(f"| {backend} | {case} | {elapsed:.2f} s | {peak:.0f} MB | {ratio} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
