@@ -176,10 +176,12 @@ class JournalSession:
     ) -> JournalSession:
         # Shielded, and closed again if we were cancelled meanwhile: an
         # opened file must not be left for the garbage collector.
+        file: JournalFile | None = None
         with anyio.CancelScope(shield=True):
             file = await anyio.to_thread.run_sync(
                 JournalFile, journal.path, stages, journal.codec, journal.durable
             )
+        assert file is not None
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
