@@ -23,8 +23,8 @@ antflow-0.10        AntFlow 0.10's ``Pipeline.stream`` (completion order), in
 Every run is a fresh process (``child`` below), so no import, allocator state
 or peak RSS carries over; the rounds alternate the cases' order. Wall time is
 taken inside the event loop around the whole run, entering and leaving
-included; peak RSS is the child's ``ru_maxrss`` at the end (the interpreter
-and its imports included). Ratios divide by ``map_iter-chain`` on the same
+included; peak RSS is the child's high-water mark at the end (``VmHWM`` on
+Linux, the interpreter and its imports included). Ratios divide by ``map_iter-chain`` on the same
 backend, measured in the same invocation. Nothing is asserted: this reports.
 """
 
@@ -58,8 +58,6 @@ REFERENCE = "map_iter-chain"
 
 def child(case: str, backend: str, items: int, workers: int) -> dict[str, float]:
     """Run one case; return its numbers (this process runs nothing else)."""
-    import resource
-
     sys.path.insert(0, str(HERE))
     from impls._tasks import for_backend
 
@@ -101,7 +99,9 @@ def child(case: str, backend: str, items: int, workers: int) -> dict[str, float]
         from antflow.pipeline import Pipeline, Stage
 
         folder = tempfile.mkdtemp()
-        journal = os.path.join(folder, "bench.journal") if case.endswith("journal") else None
+        journal = (
+            os.path.join(folder, "bench.journal") if case.endswith("journal") else None
+        )
         pipeline = Pipeline(
             *(Stage(name, noop, workers=workers) for name in ("a", "b", "c")),
             journal=journal,
@@ -124,8 +124,22 @@ def child(case: str, backend: str, items: int, workers: int) -> dict[str, float]
     elapsed, count = _run(backend, timed)
     if count != items:
         raise SystemExit(f"{case}: {count} results for {items} items")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"elapsed": elapsed, "peak_rss": peak}
+    return {"elapsed": elapsed, "peak_rss": _peak_rss()}
+
+
+def _peak_rss() -> float:
+    """Peak RSS in bytes. VmHWM on Linux: ``ru_maxrss`` there also counts the
+    peak of the process that forked this one, across exec."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _run(backend: str, main):  # type: ignore[no-untyped-def]
@@ -147,9 +161,19 @@ def _run(backend: str, main):  # type: ignore[no-untyped-def]
 # -- the driver ----------------------------------------------------------------------
 
 
-def spawn(python: str, case: str, backend: str, items: int, workers: int) -> dict[str, float]:
+def spawn(
+    python: str, case: str, backend: str, items: int, workers: int
+) -> dict[str, float]:
     done = subprocess.run(
-        [python, str(Path(__file__).resolve()), "child", case, backend, str(items), str(workers)],
+        [
+            python,
+            str(Path(__file__).resolve()),
+            "child",
+            case,
+            backend,
+            str(items),
+            str(workers),
+        ],
         capture_output=True,
         text=True,
         cwd="/" if case == "antflow-0.10" else str(REPO),
@@ -171,18 +195,22 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--backends", default="asyncio,uvloop,trio")
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--skip", default="", help="cases to leave out, comma-separated")
+    parser.add_argument(
+        "--skip", default="", help="cases to leave out, comma-separated"
+    )
     args = parser.parse_args(argv)
     backends = args.backends.split(",")
     skip = set(filter(None, args.skip.split(",")))
     cases = [c for c in args.cases.split(",") if c not in skip]
-    pythons = {case: sys.executable for case in cases}
+    pythons = dict.fromkeys(cases, sys.executable)
     if "antflow-0.10" in cases:
         sys.path.insert(0, str(HERE))
         import antflow010_env
 
         pythons["antflow-0.10"] = str(antflow010_env.ensure())
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "antflow")], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "antflow")], check=True
+    )
 
     load = os.getloadavg()[0]
     print(
