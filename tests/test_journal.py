@@ -21,10 +21,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _pipeline_helpers import Recorder
+from _pipeline_helpers import Recorder, build, scenarios
 from _strategies import task_count
 from hypothesis import given, note, settings
-from hypothesis import strategies as st
 
 from antflow.pipeline import (
     Completed,
@@ -518,86 +517,6 @@ def test_journal_rejects_bad_arguments() -> None:
 
 
 # -- the property: however a run stops, the next one finishes the rest exactly once -----
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> dict[str, Any]:
-    count = draw(st.integers(1, 3))
-    stages: list[dict[str, Any]] = []
-    for index in range(count):
-        kind = draw(st.sampled_from(["map", "map", "fan_out", "batch"]))
-        stages.append(
-            {
-                "kind": kind,
-                "workers": draw(st.integers(1, 3)),
-                "buffer": draw(st.integers(0, 2)),
-                "batch_size": draw(st.integers(1, 3)) if kind == "batch" else None,
-                "fails": draw(st.sampled_from([None, 3, 5])),
-                "name": f"s{index}",
-            }
-        )
-    return {
-        "stages": stages,
-        "items": draw(st.integers(0, 25)),
-        "stop_after": draw(st.integers(0, 60)),
-        "stop_in": draw(st.sampled_from(["event", "consumer"])),
-        "ordered": draw(st.booleans()),
-        "keep": draw(st.booleans()),
-    }
-
-
-def build(scenario: dict[str, Any], journal: Any, calls: Counter[Any]) -> Pipeline:
-    stages = []
-    for spec in scenario["stages"]:
-        name, fails = spec["name"], spec["fails"]
-
-        def check(value: Any, name: str = name, fails: int | None = fails) -> Any:
-            calls[name, repr(value)] += 1
-            if fails is not None and _digits(value) % fails == 0:
-                raise ValueError(f"{name} fails {value!r}")
-            return value
-
-        if spec["kind"] == "fan_out":
-
-            async def fn(value: Any, check: Any = check) -> Any:
-                await anyio.lowlevel.checkpoint()
-                check(value)
-                return [(value, "x"), (value, "y")]
-
-        elif spec["kind"] == "batch":
-
-            async def fn(batch: list[Any], name: str = name, check: Any = check) -> Any:
-                await anyio.lowlevel.checkpoint()
-                calls[name, "batch"] += 1
-                out: list[Any] = []
-                for value in batch:
-                    try:
-                        out.append(check(value))
-                    except ValueError as error:
-                        out.append(error)
-                return out
-
-        else:
-
-            async def fn(value: Any, check: Any = check) -> Any:
-                await anyio.lowlevel.checkpoint()
-                return check(value)
-
-        stages.append(
-            Stage(
-                name,
-                fn,
-                workers=spec["workers"],
-                buffer=spec["buffer"],
-                fan_out=spec["kind"] == "fan_out",
-                batch_size=spec["batch_size"],
-            )
-        )
-    return Pipeline(*stages, journal=journal)
-
-
-def _digits(value: Any) -> int:
-    return sum(ord(c) for c in repr(value))
 
 
 @given(scenario=scenarios())

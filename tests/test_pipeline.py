@@ -8,13 +8,15 @@ in ``TestVirtualTime``, on the virtual-clock backends.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from _pipeline_helpers import CountingSource, Recorder
+from _pipeline_helpers import CountingSource, Recorder, build, model, scenarios
 from _strategies import hang_guard, task_count
+from hypothesis import given, note, settings
 
 from antflow import RateLimiter
 from antflow.pipeline import (
@@ -729,3 +731,100 @@ async def test_a_run_is_used_inside_async_with_once() -> None:
         async with run:
             pass
     assert repr(run) == "<PipelineRun closed admitted=1>"
+
+
+# -- the public surface -----------------------------------------------------------------
+
+
+def test_the_pipeline_package_is_not_loaded_by_import_antflow() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, antflow; print('antflow.pipeline' in sys.modules, 'sqlite3' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_public_names_say_they_live_in_antflow_pipeline() -> None:
+    import antflow.pipeline as package
+
+    assert package.__all__ == sorted(package.__all__)
+    public = {name for name in dir(package) if not name.startswith("_")}
+    assert public == set(package.__all__)
+    for name in package.__all__:
+        assert getattr(package, name).__module__ == "antflow.pipeline", name
+
+
+# -- properties ---------------------------------------------------------------------------
+
+
+@given(scenario=scenarios())
+@settings(deadline=None)
+async def test_random_pipelines_give_what_the_model_says(
+    scenario: dict[str, Any],
+) -> None:
+    """Any chain of map, fan-out and batch stages, any workers and buffers,
+    failures anywhere: exactly the model's results (in source order when
+    ordered), each stage called once per value, nothing left running."""
+    note(repr(scenario))
+    calls: Counter[Any] = Counter()
+    expected = model(scenario)
+    before = task_count()
+    with anyio.fail_after(hang_guard()):
+        results = await build(scenario, None, calls).run(
+            range(scenario["items"]), ordered=scenario["ordered"]
+        )
+    got = [
+        (r.key, True, r.value) if isinstance(r, Completed) else (r.key, False, r.stage)
+        for r in results
+    ]
+    if scenario["ordered"]:
+        assert got == expected
+    else:
+        assert sorted(got, key=repr) == sorted(expected, key=repr)
+    assert all(n == 1 for key, n in calls.items() if key[1] != "batch")
+    assert task_count() == before
+
+
+@given(scenario=scenarios())
+@settings(deadline=None)
+async def test_stopping_anywhere_leaves_nothing_behind(
+    scenario: dict[str, Any],
+) -> None:
+    """Stop a run from an event hook or from the consumer at any point: every
+    task of the run has exited, the source is closed, and what came out is
+    a part of what the model says."""
+    note(repr(scenario))
+    source = CountingSource(scenario["items"])
+    expected = model(scenario)
+    received: list[Any] = []
+    before = task_count()
+    with anyio.fail_after(hang_guard()), anyio.CancelScope() as stop:
+        events = 0
+
+        def on_event(event: StageEvent) -> None:
+            nonlocal events
+            events += 1
+            if scenario["stop_in"] == "event" and events == scenario["stop_after"]:
+                stop.cancel()
+
+        pipeline = build(scenario, None, Counter())
+        async with pipeline.stream(
+            source.aiter(), ordered=scenario["ordered"], on_event=on_event
+        ) as results:
+            async for result in results:
+                received.append((result.key, result.ok))
+                if (
+                    scenario["stop_in"] == "consumer"
+                    and len(received) == scenario["stop_after"]
+                ):
+                    break
+    assert task_count() == before
+    assert source.closed
+    assert set(received) <= {(key, ok) for key, ok, _ in expected}
+    assert len(received) == len(set(received))
+    if scenario["ordered"]:
+        # In order, what came out is a prefix of the model's results.
+        assert received == [(key, ok) for key, ok, _ in expected][: len(received)]
