@@ -111,6 +111,14 @@ def bench_quick(session: nox.Session) -> None:
 
 
 @nox.session(python=OLDEST)
+def bench_pipeline(session: nox.Session) -> None:
+    """A 3-stage pipeline over a million items, next to chained map_iter and
+    AntFlow 0.10's Pipeline (benchmarks/pipeline.py; not asserted)."""
+    session.install("-e", ".[trio,uvloop]")
+    session.run("python", "benchmarks/pipeline.py", *session.posargs)
+
+
+@nox.session(python=OLDEST)
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs --strict (into site/).
 
