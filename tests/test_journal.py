@@ -592,3 +592,39 @@ async def test_stop_anywhere_then_finish_exactly_once(
             if stage == name and value != "batch" and n > first_calls[stage, value] > 0
         )
         assert repeated <= spec["workers"] * (spec["batch_size"] or 1), name
+
+
+async def test_an_async_source_resumes_too(path: Path) -> None:
+    """A journal that knows items looks each key up; an async source is read
+    ahead by a small reader task, in chunks of what is there."""
+    rec = Recorder()
+
+    async def numbers(count: int) -> Any:
+        for n in range(count):
+            await anyio.lowlevel.checkpoint()
+            yield n
+
+    first = await three_stages(rec, path).run(numbers(5))
+    assert [r.key for r in first] == list(range(5))
+    rest = await three_stages(rec, path).run(numbers(600))
+    assert [r.key for r in rest] == list(range(5, 600))
+    assert set(rec.started.values()) == {1}
+
+
+async def test_a_value_the_codec_cannot_read_back_stops_the_run(path: Path) -> None:
+    class Fussy:
+        @staticmethod
+        def dumps(value: Any) -> bytes:
+            return json.dumps(value).encode()
+
+        @staticmethod
+        def loads(data: bytes) -> Any:
+            raise ValueError("cannot read this back")
+
+    rec = Recorder()
+    rec.gate("text")
+    journal = Journal(path, codec=Fussy())
+    async with three_stages(rec, journal).stream(range(3)):
+        await rec.until(lambda: rec.running("text") == 2)
+    with pytest.raises(JournalError, match="cannot read the value"):
+        await three_stages(rec, journal).run(range(3))

@@ -26,6 +26,7 @@ from antflow.pipeline import (
     PipelineStatistics,
     Stage,
     StageEvent,
+    StageStatistics,
 )
 
 pytestmark = pytest.mark.anyio
@@ -828,3 +829,41 @@ async def test_stopping_anywhere_leaves_nothing_behind(
     if scenario["ordered"]:
         # In order, what came out is a prefix of the model's results.
         assert received == [(key, ok) for key, ok, _ in expected][: len(received)]
+
+
+def test_progress_lines_redraw_in_place_on_a_terminal() -> None:
+    import io
+
+    from antflow.pipeline._display import StageLines
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    lines = StageLines(screen)
+    assert lines.interval < 1
+    stage = StageStatistics(
+        "fetch", 4, queued=3, running=2, done=7, set_aside=1, retries=2, rate=3.5
+    )
+    stats = PipelineStatistics(
+        stages=(stage,),
+        admitted=13,
+        completed=6,
+        set_aside=1,
+        in_flight=6,
+        resumed=2,
+        skipped=5,
+        journal_saved=0,
+        journal_flushes=0,
+        journal_seconds=0.0,
+        elapsed=1.5,
+    )
+    lines(stats, False)
+    lines(stats, True)
+    text = screen.getvalue()
+    # The second block starts by moving the cursor back up over the first.
+    first, second = text.split("\x1b[2F")
+    assert first.count("\n") == 2
+    assert "fetch  done       7  running    2  queued     3  set aside     1" in first
+    assert "resumed 2  skipped 5" in second
