@@ -154,6 +154,10 @@ class StageRunner:
         self.waiting: deque[Packet] = deque()
         self.room_freed: anyio.Event | None = None  # the source waits on it
         self.fan_out = stage.fan_out
+        #: Where finished items go (the next stage, or the results), and
+        #: whether they go there directly: set by the run once all exist.
+        self.after: Destination = self  # placeholder until the run sets it
+        self.plain = False
         self._functions = stage.functions
         self._last = len(stage.functions) - 1
         self._options = stage.options
@@ -227,7 +231,13 @@ class StageRunner:
     def _call(self, target: Packet | list[Packet], position: int, value: Any) -> None:
         if self.run.stopping:
             return  # the item stays where its last saved record says
-        future = self._submit(self._functions[position], value, **self._options)
+        function = self._functions[position]
+        options = self._options
+        future = (
+            self._submit(function, value, **options)
+            if options
+            else self._submit(function, value)
+        )
         self.calls[future] = (target, position)
         future.add_done_callback(self._on_done_callback)
 
@@ -252,6 +262,18 @@ class StageRunner:
             self._call(target, position + 1, settled_value(future))
         elif isinstance(target, list):
             self._batch_done(target, settled_value(future))
+        elif self.plain:
+            # The common case, inlined (it is most of a pipeline's own cost):
+            # no journal, no event hook, not a fan-out.
+            target.value = settled_value(future)
+            target.stage = self.index + 1
+            self.done += 1
+            after = self.after
+            if after.room > 0 and not after.waiting:
+                after.enter(target)
+                self.release()
+            else:
+                after.waiting.append(target)
         else:
             self.run.stage_done(self, target, settled_value(future))
         if self._batch_size is not None and not self.calls:

@@ -28,7 +28,7 @@ import anyio
 
 from antflow import AsyncExecutor
 
-from ._flow import Packet, StageRunner
+from ._flow import Destination, Packet, StageRunner
 from ._journal import JournalSession
 from ._output import Output, Result
 from ._results import StageEvent
@@ -148,6 +148,11 @@ class PipelineRun(Routing):
             window=sum(stage.capacity for stage in stages) + 1,
         )
         self._output.on_enter = self._delivered
+        plain = self._session is None and self.on_event is None
+        afters: list[Destination] = [*self._runners[1:], self._output]
+        for runner, after in zip(self._runners, afters, strict=True):
+            runner.after = after
+            runner.plain = plain and not runner.fan_out
         self._finished = anyio.Event()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
