@@ -1,7 +1,10 @@
 """Developer tasks. ``nox`` alone runs what CI runs (the default sessions).
 
-Interpreters: every CPython 3.11-3.13 found on PATH or under pyenv is tested;
-a missing one is skipped, so a machine with only one Python still passes.
+Interpreters: every CPython version the project's classifiers name is tested
+where one is found, on PATH or under pyenv (``~/.pyenv/versions``); a missing
+one is skipped, so a machine with only one Python still passes. Nothing here
+changes the environment: each interpreter is handed to nox by its path.
+Sessions run on one Python (lint, docs, ...) use the oldest found.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 
 import nox
+from packaging.requirements import Requirement
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = [
@@ -21,13 +26,17 @@ nox.options.sessions = [
     "typecheck",
     "docs",
     "bench_quick",
+    "dask",
 ]
 # A machine with one Python must still pass: missing versions are skipped.
 nox.options.error_on_missing_interpreters = False
+# Interpreters come from this machine only; nothing is downloaded.
+nox.options.download_python = "never"
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
-SUPPORTED = ("3.11", "3.12", "3.13")
+#: From the trove classifiers ("Programming Language :: Python :: 3.11", ...).
+SUPPORTED = nox.project.python_versions(PYPROJECT)
 
 
 def _runs(executable: str) -> bool:
@@ -39,29 +48,40 @@ def _runs(executable: str) -> bool:
     return done.returncode == 0
 
 
-def _find_interpreter(version: str) -> str | None:
+def _interpreter(version: str) -> str | None:
+    """The path of a working CPython ``version``, or None."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        candidates = [sys.executable]  # the one running nox
+    else:
+        candidates = [shutil.which(f"python{version}")]
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates = [shutil.which(f"python{version}")]
     candidates += sorted(
         glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}")
     )
     return next((c for c in candidates if c and _runs(c)), None)
 
 
-def _installed_pythons() -> list[str]:
-    found = {v: path for v in SUPPORTED if (path := _find_interpreter(v))}
-    # Put each interpreter's own folder first on PATH, so nox resolves
-    # "3.12" to the real binary rather than to an inactive pyenv shim.
-    folders = [os.path.dirname(path) for path in found.values()]
-    os.environ["PATH"] = os.pathsep.join([*folders, os.environ.get("PATH", "")])
-    return list(found)
+#: Version -> interpreter path, for the supported versions found here.
+INTERPRETERS = {v: path for v in SUPPORTED if (path := _interpreter(v))}
+OLDEST = next(iter(INTERPRETERS.values()), None)
 
 
-PYTHONS = _installed_pythons()
-OLDEST = PYTHONS[0] if PYTHONS else None
+def _lowest_pins() -> list[str]:
+    """``name==floor`` for each runtime dependency (and trio), from the ``>=``
+    bounds pyproject.toml declares: what ``tests_lowest`` installs."""
+    project = PYPROJECT["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["trio"]]
+    pins = []
+    for text in declared:
+        requirement = Requirement(text)
+        floors = [s.version for s in requirement.specifier if s.operator == ">="]
+        if floors:
+            pins.append(f"{requirement.name}=={floors[0]}")
+    return pins
 
 
-@nox.session(python=PYTHONS)
+@nox.session
+@nox.parametrize("python", list(INTERPRETERS.values()), ids=list(INTERPRETERS))
 def tests(session: nox.Session) -> None:
     """The whole suite on asyncio, uvloop and trio."""
     session.install("-e", ".[trio,uvloop,progress]", *TEST_DEPS)
@@ -69,10 +89,26 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=OLDEST)
+def dask(session: nox.Session) -> None:
+    """Offloading with its extras: DaskPool's tests and the docs' Dask examples
+    (the main suite skips them), and ProcessPool's tests with cloudpickle (the
+    main suite runs them without)."""
+    session.install("-e", ".[trio,uvloop,dask]", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "tests/test_dask.py",
+        "tests/test_process.py",
+        "tests/docs/test_docs.py",
+        *session.posargs,
+    )
+
+
+@nox.session(python=OLDEST)
 def tests_lowest(session: nox.Session) -> None:
-    """The suite against the oldest anyio, tenacity and trio we declare."""
+    """The suite against the oldest versions of our dependencies that
+    pyproject.toml declares (anyio, tenacity, trio)."""
     session.install("-e", ".", *TEST_DEPS)
-    session.install("anyio==4.15.0", "tenacity==8.2.0", "trio==0.32.0")
+    session.install(*_lowest_pins())
     session.run("pytest", *session.posargs)
 
 
@@ -94,10 +130,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
-    """Benchmarks next to raw asyncio/anyio, aiometer and AntFlow 0.10 (not asserted).
+    """Benchmarks next to hand-written baselines and the peers on PyPI (not asserted).
 
-    ``nox -s bench`` runs the full sizes; ``nox -s bench -- --quick`` the quick
-    mode CI runs. Reports go to benchmarks/results/ (see benchmarks/README.md).
+    ``nox -s bench`` runs the full sizes on every Python 3.11-3.13 found;
+    ``nox -s bench -- --quick`` the quick mode CI runs. The runner makes the
+    peers' venvs itself. Reports go to benchmarks/results/ (see
+    benchmarks/README.md).
     """
     session.install("-e", ".[trio,uvloop]", "aiometer==1.0.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
@@ -108,6 +146,17 @@ def bench_quick(session: nox.Session) -> None:
     """The benchmarks' quick mode, so the runner never rots (asserts no speed)."""
     session.install("-e", ".[trio,uvloop]", "aiometer==1.0.0")
     session.run("python", "benchmarks/run.py", "--quick", *session.posargs)
+
+
+@nox.session(python=OLDEST)
+def bench_plots(session: nox.Session) -> None:
+    """The Performance page's figures (docs/images/) from a benchmark run's JSON.
+
+    Reads benchmarks/results/latest.json; ``nox -s bench_plots -- FILE`` reads
+    another run. matplotlib is installed here only.
+    """
+    session.install("matplotlib")
+    session.run("python", "benchmarks/plots.py", *session.posargs)
 
 
 @nox.session(python=OLDEST)

@@ -6,22 +6,32 @@ from typing import Any as _Any
 from ._exceptions import AntFlowError, ExecutorShutdownError
 from ._executor import AsyncExecutor
 from ._future import AsyncFuture
+from ._options import TaskOptions
 from ._rate import RateLimiter
 from ._version import __version__
-from ._wait import WaitStrategy
+from ._wait import AsCompleted, WaitStrategy
 
 if _TYPE_CHECKING:
     from ._cancelled import CancelledError
+    from ._mapping import MapIterator
     from ._statistics import ExecutorStatistics
+    from .offload import Offloader, RemoteError
+    from .process import ProcessPool
 
 __all__ = [
     "AntFlowError",
+    "AsCompleted",
     "AsyncExecutor",
     "AsyncFuture",
     "CancelledError",
     "ExecutorShutdownError",
     "ExecutorStatistics",
+    "MapIterator",
+    "Offloader",
+    "ProcessPool",
     "RateLimiter",
+    "RemoteError",
+    "TaskOptions",
     "WaitStrategy",
     "__version__",
 ]
@@ -30,29 +40,40 @@ __all__ = [
 # them from, in reprs, tracebacks and the API docs.
 for _public in (
     AntFlowError,
+    AsCompleted,
     AsyncExecutor,
     AsyncFuture,
     ExecutorShutdownError,
     RateLimiter,
+    TaskOptions,
     WaitStrategy,
 ):
     _public.__module__ = __name__
 del _public
 
+#: Names loaded when first asked for, and the module that holds each. Each
+#: costs more to import than it is used: CancelledError needs
+#: concurrent.futures, ExecutorStatistics dataclasses, MapIterator the
+#: mapping machinery, the offloaders anyio's process support.
+_LAZY = {
+    "CancelledError": "._cancelled",
+    "ExecutorStatistics": "._statistics",
+    "MapIterator": "._mapping",
+    "Offloader": ".offload",
+    "ProcessPool": ".process",
+    "RemoteError": ".offload",
+}
+
 
 def __getattr__(name: str) -> _Any:
-    # Loaded when first asked for: CancelledError needs concurrent.futures and
-    # ExecutorStatistics needs dataclasses, which together would cost as much
-    # to import as the rest of antflow.
-    if name == "CancelledError":
-        from ._cancelled import CancelledError
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return CancelledError
-    if name == "ExecutorStatistics":
-        from ._statistics import ExecutorStatistics
-
-        return ExecutorStatistics
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next lookup is a plain one
+    return value
 
 
 def __dir__() -> list[str]:

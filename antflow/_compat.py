@@ -1,14 +1,23 @@
-"""The little anyio has no portable primitive for.
+"""Everything in antflow that depends on which event loop runs it.
 
-``AsyncExecutor.submit`` is synchronous, yet in manual use (no ``async
-with``) the first call must start the executor's task group somewhere. anyio
-can only start tasks from inside a task group, so a detached "runner" task is
-started with the backend's own primitive. Everything else in antflow goes
-through anyio.
+antflow goes through anyio everywhere it can. What is left is here, in one
+place, each piece with the reason anyio could not do it:
+
+* **Which loop is this?** A cheap same-loop test for hot paths, and clear
+  answers when there is no loop or a finished one.
+* **A task of its own.** ``submit`` is synchronous, yet in manual use (no
+  ``async with``) the first call must start the executor's task group
+  somewhere; anyio starts tasks only from inside a task group.
+* **Clocks.** A rate limiter needs the loop's clock at sub-millisecond
+  resolution: uvloop's ``loop.time()`` moves once a millisecond.
+* **Native limiters.** ``asyncio.Semaphore`` has no public non-blocking
+  acquire, and trio's limiters raise trio's own ``WouldBlock``.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,17 +25,28 @@ if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
 
 
+# -- which loop ----------------------------------------------------------------
+
+
 def loop_token() -> EventLoopToken:
-    """Identify the running event loop (equal tokens mean the same loop)."""
+    """Identify the running event loop (equal tokens mean the same loop).
+
+    Raises:
+        RuntimeError: no asyncio or trio event loop runs in this thread.
+    """
     # Imported here, once per executor: it is a tenth of `import antflow`.
     from anyio.lowlevel import current_token
 
     try:
         return current_token()
-    except RuntimeError as exc:  # anyio's NoEventLoopError is a RuntimeError
-        raise RuntimeError(
-            "antflow needs a running asyncio or trio event loop"
-        ) from exc
+    except RuntimeError:  # anyio's NoEventLoopError is a RuntimeError
+        raise RuntimeError(NO_LOOP) from None
+
+
+NO_LOOP = (
+    "no running event loop in this thread: call antflow from async code, on "
+    "the event loop that runs the executor"
+)
 
 
 def backend_name(token: EventLoopToken) -> str:
@@ -63,6 +83,31 @@ def loop_checker(token: EventLoopToken) -> Callable[[], bool]:
     return on_asyncio_loop
 
 
+def in_any_loop() -> bool:
+    """Is some asyncio or trio event loop running in this thread?"""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio.events._get_running_loop() is not None:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return False
+        return True
+    return False
+
+
+def current_task_id() -> int:
+    """An id for the running task, equal to ``anyio.get_current_task().id``."""
+    import anyio
+
+    return anyio.get_current_task().id
+
+
+# -- a task of its own ---------------------------------------------------------
+
+
 def spawn_detached(
     token: EventLoopToken, func: Callable[[], Coroutine[Any, Any, None]]
 ) -> None:
@@ -90,3 +135,133 @@ def spawn_detached(
 
 
 _detached: set[Any] = set()
+
+
+# -- clocks ------------------------------------------------------------------
+
+_monotonic = time.monotonic
+
+
+def clock() -> Callable[[], float]:
+    """The running loop's clock, as fine as the system's monotonic clock.
+
+    It is ``anyio.current_time`` except on uvloop, whose ``loop.time()``
+    is libuv's millisecond timestamp taken once per loop iteration: a rate
+    limiter reading it could start no more than one job a millisecond. The
+    same monotonic clock read directly does not have that limit.
+    """
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        loop = asyncio.events._get_running_loop()
+        if loop is not None:
+            if type(loop).__module__.startswith("uvloop"):
+                return _monotonic
+            return cast(Callable[[], float], loop.time)
+    import anyio
+
+    return anyio.current_time
+
+
+def now() -> float:
+    """The running loop's time in seconds, as `clock` reads it."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        loop = asyncio.events._get_running_loop()
+        if loop is not None:
+            if type(loop).__module__.startswith("uvloop"):
+                return _monotonic()
+            return loop.time()  # type: ignore[no-any-return]
+    import anyio
+
+    return anyio.current_time()
+
+
+def timer_resolution() -> tuple[float, float]:
+    """How the running loop keeps time: ``(late, tick)`` in seconds.
+
+    ``late`` is how late a timer may fire: about a millisecond on real
+    clocks (epoll waits in whole milliseconds, and uvloop rounds timers to
+    them), zero on virtual ones, which jump exactly to the next deadline.
+    ``tick`` is the smallest step of the clock itself: async_solipsism's
+    virtual clock counts whole microseconds; the others are as fine as a
+    float.
+    """
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        loop = asyncio.events._get_running_loop()
+        if loop is not None:
+            kind: Any = loop.__class__
+            if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
+                "uvloop"
+            ):
+                return 1e-3, 0.0
+            # A virtual loop (async_solipsism): asyncio's own attribute for
+            # the clock's resolution.
+            return 0.0, float(getattr(loop, "_clock_resolution", 0.0))
+    import trio
+
+    real = type(trio.lowlevel.current_clock()).__name__ == "SystemClock"
+    return (1e-3 if real else 0.0), 0.0
+
+
+# -- native limiters ---------------------------------------------------------
+
+
+def native_limiter_kind(kind: type[object], backend: str) -> str | None:
+    """Classify a limiter class that is not anyio's.
+
+    Returns ``"asyncio_semaphore"``, ``"trio_capacity"``, ``"trio_semaphore"``
+    or None (not a native limiter we know).
+
+    Raises:
+        TypeError: a native limiter of the other backend.
+    """
+    module = kind.__module__
+    if backend == "trio" and module.startswith("asyncio"):
+        raise TypeError(
+            f"semaphore: an asyncio {kind.__name__} cannot be used on trio; "
+            "use anyio.CapacityLimiter or trio.Semaphore"
+        )
+    if backend == "asyncio" and module.startswith("trio"):
+        raise TypeError(
+            f"semaphore: a trio {kind.__name__} cannot be used on asyncio; "
+            "use anyio.CapacityLimiter or asyncio.Semaphore"
+        )
+    # asyncio is imported by whoever made an asyncio semaphore; don't import
+    # it ourselves (it would double the cost of ``import antflow`` on trio).
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and issubclass(kind, asyncio.Semaphore):
+        return "asyncio_semaphore"
+    if module.startswith("trio"):
+        import trio
+
+        if issubclass(kind, trio.CapacityLimiter):
+            return "trio_capacity"
+        if issubclass(kind, trio.Semaphore):
+            return "trio_semaphore"
+    return None
+
+
+def trio_would_block() -> type[Exception]:
+    import trio
+
+    return trio.WouldBlock
+
+
+def asyncio_semaphore_try_acquire(semaphore: Any) -> bool:
+    """Take a token of an ``asyncio.Semaphore`` without blocking.
+
+    It has no public non-blocking acquire, but when it is not ``locked()``,
+    ``acquire()`` completes without suspending, so driving its coroutine one
+    step takes the token synchronously.
+    """
+    if semaphore.locked():
+        return False
+    step = semaphore.acquire()
+    try:
+        step.send(None)
+    except StopIteration:
+        return True
+    # Unreachable with CPython's semaphore; stay correct if it changes.
+    step.close()
+    return False

@@ -36,7 +36,14 @@ HOSTS = ("api-a", "api-b", "api-c", "api-d")
 HOST_WEIGHTS = (0.3, 0.3, 0.3, 0.1)
 DOWN_HOST = "api-d"  # refuses every connection
 PER_HOST = 3  # requests in flight per host at most
-TASK_TIMEOUT = 0.25  # seconds per attempt
+# A host that is down is probed one request at a time, so when the probe is
+# refused every other request to it is still queued and is cancelled before
+# it starts. (Requests already running when the refusal is seen would race
+# it: cancelled on one backend, refused on another.)
+DOWN_HOST_LIMIT = 1
+# Seconds per attempt: far above the longest answer (0.09 s), so that a slow
+# or loaded machine still cuts off exactly the attempts planned to hang.
+TASK_TIMEOUT = 0.5
 RETRIES = 2
 RETRY_DELAY = 0.05  # back-off: 0.05 s, then 0.1 s
 
@@ -221,7 +228,10 @@ async def run_scenario(
     """Submit every request, show progress until all are final, and count."""
     service = Service()
     progress = Progress(err, len(plan))
-    limiters = {host: anyio.CapacityLimiter(PER_HOST) for host in HOSTS}
+    limiters = {
+        host: anyio.CapacityLimiter(DOWN_HOST_LIMIT if host == DOWN_HOST else PER_HOST)
+        for host in HOSTS
+    }
     by_host: dict[str, list[AsyncFuture[int]]] = {host: [] for host in HOSTS}
     down: set[str] = set()
 

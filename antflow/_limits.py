@@ -1,259 +1,265 @@
-"""Per-task limiters, and how a task waits for one without holding a worker.
+"""Per-task limiters, and how a job waits for one without holding a worker.
 
 ``submit(..., semaphore=x)`` accepts any async context manager, but the
-limiters people actually pass have a non-blocking acquire, and for those we
-can do better than ``async with x:`` inside a worker: a worker that pulled a
+limiters people pass have a non-blocking acquire, and for those antflow does
+better than ``async with x:`` inside a worker, where a worker that pulled a
 job whose limiter is full would sit idle while unrelated work queues behind
-it (head-of-line blocking). Instead the worker tries the limiter without
-blocking; if it is full, the job is *parked* in a ``WaitingLine`` for that
-limiter and the worker moves on. One task per limiter (not per job) waits for
-tokens in arrival order and hands each job, token in hand, back to the
-executor, which runs it before anything still queued.
+it. Each such limiter gets a `Gate`: how to take a token without blocking,
+how to wait for one, how to give it back. A job passes all its gates at
+once, when a worker slot is free, or none (see ``_pool``); a job that cannot
+is *parked* in the `WaitingLine` of the gate that stopped it, and the worker
+moves on.
 
-Tokens are borrowed on behalf of the job, not of a task: the line's task
-acquires, a worker releases. ``CapacityLimiter`` checks its borrower, so we
-use its ``*_on_behalf_of`` methods with the job as the borrower.
+A line is one task per limiter per executor. It waits for a token for its
+oldest job (in the limiter's own queue, so every user of a shared limiter is
+served first come, first served), but only while its executor has a free
+worker slot: a token is taken only when the job can start at once. If the
+slot is gone when the token comes, the token goes straight back.
+
+Tokens of a ``CapacityLimiter`` are borrowed on behalf of the job, not of a
+task (a line acquires, a worker releases), through its ``*_on_behalf_of``
+methods.
 
 Any other async context manager (a lock, a user-defined limiter) has no
-non-blocking path we can trust to be released from another task, so it is
-entered and exited inside the worker, around each attempt.
+non-blocking path antflow can trust to be released from another task, so it
+is entered and exited inside the worker, around each attempt.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from . import _compat
+from ._job import FINISHED
 
-class Strategy(Protocol):
-    """How to take and give back one token of a particular kind of limiter."""
-
-    #: False when the limiter can only be used as ``async with`` in a worker.
-    parks: bool
-
-    def try_acquire(self, limiter: Any, owner: object) -> bool: ...
-    async def acquire(self, limiter: Any, owner: object) -> None: ...
-    def release(self, limiter: Any, owner: object) -> None: ...
+if TYPE_CHECKING:
+    from ._job import Job
+    from ._pool import Pool
 
 
-class _Borrowing:
-    """``CapacityLimiter`` (anyio's or trio's): tokens are lent to an owner."""
+class Gate:
+    """How to take and give back tokens of one kind of limiter."""
 
-    parks = True
+    #: False for a rate limit: a start slot, once taken, is spent.
+    releasable = True
 
-    def __init__(self, *would_block: type[Exception]) -> None:
+    def try_take(self, limiter: Any, job: Job) -> bool:
+        """Take a token now if the limiter has one and nobody waits for it."""
+        raise NotImplementedError
+
+    def give_back(self, limiter: Any, job: Job) -> None:
+        raise NotImplementedError
+
+    def ready(self, limiter: Any) -> bool:
+        """Could a token be taken now? Asked only of non-releasable gates,
+        which are checked together before any of them is taken."""
+        raise NotImplementedError
+
+    def new_line(self, limiter: Any, pool: Pool) -> WaitingLine:
+        return TokenLine(limiter, self, pool)
+
+    async def acquire(self, limiter: Any, job: Job) -> None:
+        """Wait for a token in the limiter's own queue, and take it."""
+        raise NotImplementedError
+
+
+class _AnyioOrTrio(Gate):
+    """A semaphore or capacity limiter of anyio or trio.
+
+    A capacity limiter lends each token to an owner, who alone may give it
+    back: tokens go to the job (a line may take one and a worker give it
+    back). A semaphore only counts, and anyone may release.
+    """
+
+    def __init__(self, would_block: type[Exception], borrowing: bool) -> None:
         self._would_block = would_block
+        self._borrowing = borrowing
 
-    def try_acquire(self, limiter: Any, owner: object) -> bool:
+    def try_take(self, limiter: Any, job: Job) -> bool:
         try:
-            limiter.acquire_on_behalf_of_nowait(owner)
+            if self._borrowing:
+                limiter.acquire_on_behalf_of_nowait(job)
+            else:
+                limiter.acquire_nowait()
         except self._would_block:
             return False
         return True
 
-    async def acquire(self, limiter: Any, owner: object) -> None:
-        await limiter.acquire_on_behalf_of(owner)
+    async def acquire(self, limiter: Any, job: Job) -> None:
+        if self._borrowing:
+            await limiter.acquire_on_behalf_of(job)
+        else:
+            await limiter.acquire()
 
-    def release(self, limiter: Any, owner: object) -> None:
-        limiter.release_on_behalf_of(owner)
+    def give_back(self, limiter: Any, job: Job) -> None:
+        if self._borrowing:
+            limiter.release_on_behalf_of(job)
+        else:
+            limiter.release()
 
 
-class _Counting:
-    """``anyio.Semaphore`` and ``trio.Semaphore``: anyone may release."""
+class _AsyncioSemaphore(Gate):
+    """``asyncio.Semaphore`` and ``BoundedSemaphore``."""
 
-    parks = True
+    def try_take(self, limiter: Any, job: Job) -> bool:
+        return _compat.asyncio_semaphore_try_acquire(limiter)
 
-    def __init__(self, *would_block: type[Exception]) -> None:
-        self._would_block = would_block
-
-    def try_acquire(self, limiter: Any, owner: object) -> bool:
-        try:
-            limiter.acquire_nowait()
-        except self._would_block:
-            return False
-        return True
-
-    async def acquire(self, limiter: Any, owner: object) -> None:
+    async def acquire(self, limiter: Any, job: Job) -> None:
         await limiter.acquire()
 
-    def release(self, limiter: Any, owner: object) -> None:
+    def give_back(self, limiter: Any, job: Job) -> None:
         limiter.release()
 
 
-class _AsyncioSemaphore:
-    """``asyncio.Semaphore`` (and ``BoundedSemaphore``), which has no public
-    non-blocking acquire. When it is not ``locked()``, ``acquire()`` completes
-    without suspending, so driving its coroutine one step takes the token
-    synchronously."""
-
-    parks = True
-
-    def try_acquire(self, limiter: Any, owner: object) -> bool:
-        if limiter.locked():
-            return False
-        step = limiter.acquire()
-        try:
-            step.send(None)
-        except StopIteration:
-            return True
-        # Unreachable with CPython's semaphore; stay correct if it changes.
-        step.close()
-        return False
-
-    async def acquire(self, limiter: Any, owner: object) -> None:
-        await limiter.acquire()
-
-    def release(self, limiter: Any, owner: object) -> None:
-        limiter.release()
+_gates: dict[tuple[type[object], str], Gate | None] = {}
 
 
-class _ContextManager:
-    """Any other async context manager: used as ``async with`` in the worker."""
+def gate_for(limiter: object, backend: str) -> Gate | None:
+    """How to use ``limiter`` on ``backend``.
 
-    parks = False
+    Returns None for an async context manager without a non-blocking path
+    (entered in the worker instead).
 
-    def try_acquire(self, limiter: Any, owner: object) -> bool:  # pragma: no cover
-        raise AssertionError("context-manager limiters are never parked")
-
-    async def acquire(self, limiter: Any, owner: object) -> None:  # pragma: no cover
-        raise AssertionError("context-manager limiters are never parked")
-
-    def release(self, limiter: Any, owner: object) -> None:  # pragma: no cover
-        raise AssertionError("context-manager limiters are never parked")
-
-
-_CONTEXT_MANAGER = _ContextManager()
-_ASYNCIO_SEMAPHORE = _AsyncioSemaphore()
-_strategies: dict[tuple[type[object], str], Strategy] = {}
-
-
-def strategy_for(limiter: object, backend: str) -> Strategy:
-    """Pick how to use ``limiter`` on ``backend``; ``TypeError`` if we can't."""
+    Raises:
+        TypeError: not a limiter, or a native limiter of the other backend.
+    """
     kind = type(limiter)
-    found = _strategies.get((kind, backend))
-    if found is None:
-        found = _strategies[kind, backend] = _classify(kind, backend)
-    module = kind.__module__
-    if backend == "trio" and module.startswith("asyncio"):
-        raise TypeError(
-            f"semaphore: an asyncio {kind.__name__} cannot be used on trio; "
-            "use anyio.CapacityLimiter or trio.Semaphore"
-        )
-    if backend == "asyncio" and module.startswith("trio"):
-        raise TypeError(
-            f"semaphore: a trio {kind.__name__} cannot be used on asyncio; "
-            "use anyio.CapacityLimiter or asyncio.Semaphore"
-        )
-    return found
+    key = (kind, backend)
+    try:
+        return _gates[key]
+    except KeyError:
+        pass
+    gate = _classify(kind, backend)
+    _gates[key] = gate
+    return gate
 
 
-def _classify(kind: type[object], backend: str) -> Strategy:
+def _classify(kind: type[object], backend: str) -> Gate | None:
     if issubclass(kind, anyio.CapacityLimiter):
-        return _Borrowing(anyio.WouldBlock)
+        return _AnyioOrTrio(anyio.WouldBlock, borrowing=True)
     if issubclass(kind, anyio.Semaphore):
-        return _Counting(anyio.WouldBlock)
-    # asyncio is imported by whoever made an asyncio semaphore; don't import
-    # it ourselves (it would double the cost of ``import antflow`` on trio).
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None and issubclass(kind, asyncio.Semaphore):
-        return _ASYNCIO_SEMAPHORE
-    if kind.__module__.startswith("trio"):
-        import trio
-
-        if issubclass(kind, trio.CapacityLimiter):
-            return _Borrowing(trio.WouldBlock)
-        if issubclass(kind, trio.Semaphore):
-            return _Counting(trio.WouldBlock)
+        return _AnyioOrTrio(anyio.WouldBlock, borrowing=False)
+    native = _compat.native_limiter_kind(kind, backend)
+    if native == "asyncio_semaphore":
+        return _AsyncioSemaphore()
+    if native == "trio_capacity":
+        return _AnyioOrTrio(_compat.trio_would_block(), borrowing=True)
+    if native == "trio_semaphore":
+        return _AnyioOrTrio(_compat.trio_would_block(), borrowing=False)
     if hasattr(kind, "__aenter__") and hasattr(kind, "__aexit__"):
-        return _CONTEXT_MANAGER
+        return None
     raise TypeError(
-        f"semaphore must be an async context manager such as anyio.CapacityLimiter, "
+        "semaphore must be an async context manager such as anyio.CapacityLimiter, "
         f"got {kind.__name__}"
     )
 
 
 class WaitingLine:
-    """The jobs waiting for one limiter, served in arrival order by one task."""
+    """The jobs parked at one limiter, oldest first, and the task that gets
+    each of them a token.
 
-    __slots__ = ("_on_empty", "_on_token", "jobs", "limiter", "scope", "strategy")
+    The line's task exists while jobs wait in it. ``serve`` is the same for
+    every kind of limiter; how to wait for a token (``wait_for_token``), to
+    use it (``claim``) and to pass it on (``decline``) is the kind's own.
+    """
 
-    def __init__(
-        self,
-        limiter: Any,
-        strategy: Strategy,
-        on_token: Callable[[Any], None],
-        on_empty: Callable[[WaitingLine], None],
-    ) -> None:
+    def __init__(self, limiter: Any, gate: Gate, pool: Pool) -> None:
         self.limiter = limiter
-        self.strategy = strategy
-        self.jobs: deque[Any] = deque()
+        self.gate = gate
+        self.pool = pool
+        self.jobs: deque[Job] = deque()
+        #: Cancelled when the pool closes: only cancelled jobs are left then.
         self.scope = anyio.CancelScope()
-        self._on_token = on_token
-        self._on_empty = on_empty
 
-    def add(self, job: Any) -> None:
+    def add(self, job: Job) -> None:
         """Queue ``job`` in submission order.
 
         Workers that took jobs in order may reach this point in another
-        order (trio runs ready tasks in random order), so the line sorts by
-        ``sequence_id``; it is almost always appending.
+        order (trio runs ready tasks in random order, and jobs park again
+        after a back-off), so the line sorts by number; it is almost always
+        appending.
         """
         jobs = self.jobs
         position = len(jobs)
-        while position and jobs[position - 1].sequence_id > job.sequence_id:
+        while position and jobs[position - 1].number > job.number:
             position -= 1
         jobs.insert(position, job)
 
+    def waiting(self) -> bool:
+        """Does a job that is not final wait here? Newcomers queue behind it."""
+        jobs = self.jobs
+        while jobs and jobs[0].state >= FINISHED:
+            jobs.popleft()
+        return bool(jobs)
+
     async def serve(self) -> None:
-        """Acquire a token for each waiting job in turn and hand it over."""
-        jobs, limiter, strategy = self.jobs, self.limiter, self.strategy
+        """Get a token for the oldest job, whenever a worker slot is free."""
+        pool, jobs = self.pool, self.jobs
         try:
             with self.scope:
                 while jobs:
                     job = jobs[0]
-                    if job.done():
-                        # Cancelled while it waited: don't spend a token on it.
+                    if job.state >= FINISHED:
                         jobs.popleft()
                         continue
-                    await strategy.acquire(limiter, job)
-                    # Meanwhile add() may have put an older job in front, or a
-                    # sweep (shutdown) may have emptied the line.
-                    if jobs and jobs[0] is job:
-                        jobs.popleft()
-                    elif job in jobs:
-                        jobs.remove(job)
-                    if job.done():
-                        # Cancelled while we waited for it: pass the token on.
-                        strategy.release(limiter, job)
-                    else:
-                        self._on_token(job)
+                    if not pool.has_free_slot():
+                        # Hold no place in the limiter's own line meanwhile:
+                        # the others in it would wait for our workers.
+                        self.close()
+                        await pool.free_slot(self)
+                        continue
+                    try:
+                        got = await self.wait_for_token(job)
+                    except Exception as error:  # the limiter itself failed
+                        self.remove(job)
+                        pool.limiter_failed(job, error)
+                        continue
+                    if got:
+                        self.remove(job)
+                        pool.admit_from_line(self, job)
         finally:
-            self._on_empty(self)
+            self.close()
+            pool.line_ended(self)
+
+    def remove(self, job: Job) -> None:
+        jobs = self.jobs
+        if jobs and jobs[0] is job:
+            jobs.popleft()
+        elif job in jobs:
+            jobs.remove(job)
+
+    async def wait_for_token(self, job: Job) -> bool:
+        """Wait until ``job`` may have a token; True if it has (or may take)
+        one now, False to look again (the job or the slot went meanwhile)."""
+        raise NotImplementedError
+
+    def claim(self, job: Job) -> None:
+        """Make the token ``wait_for_token`` got ``job``'s."""
+
+    def decline(self, job: Job) -> None:
+        """Pass on the token ``wait_for_token`` got: the job cannot use it."""
+
+    def close(self) -> None:
+        """Give up any place held in the limiter's own line (the line's task
+        is ending, or waits for a worker slot)."""
 
 
-class _Pacing:
-    """`antflow.RateLimiter`: a token is a start slot; nothing to give back."""
+class TokenLine(WaitingLine):
+    """A line for a limiter with a queue of its own (semaphores, capacity
+    limiters): wait in that queue, then hold the token for the job."""
 
-    parks = True
+    async def wait_for_token(self, job: Job) -> bool:
+        await self.gate.acquire(self.limiter, job)
+        if job.state >= FINISHED or not self.pool.has_free_slot():
+            # Cancelled meanwhile, or its slot was taken by work that came
+            # while we waited: a token is never kept for a job that can't
+            # start, so it goes to the limiter's next user.
+            self.gate.give_back(self.limiter, job)
+            return False
+        return True
 
-    def try_acquire(self, limiter: Any, owner: object) -> bool:
-        return bool(limiter.try_acquire())
-
-    async def acquire(self, limiter: Any, owner: Any) -> None:
-        # Wait for the token to be there before taking it, so a job cancelled
-        # meanwhile leaves it to the next one (a start slot cannot be given
-        # back once taken).
-        while True:
-            await limiter.wait_available()
-            if owner.done() or limiter.try_acquire():
-                return
-
-    def release(self, limiter: Any, owner: object) -> None:
-        pass
-
-
-PACING: Strategy = _Pacing()
+    def decline(self, job: Job) -> None:
+        self.gate.give_back(self.limiter, job)

@@ -1,34 +1,47 @@
 """map_iter: results streamed from a bounded window of submitted items.
 
-The iterator keeps a window of at most ``2 * max_workers`` submitted futures.
-Each step tops the window up from the input, then waits for the result to
-yield: the oldest one (``ordered=True``) or whichever finishes first
-(``ordered=False``). The work runs in the executor's task group, so nothing
-here holds a task group or cancel scope across a ``yield`` (PEP 789): each
-``__anext__`` opens its own deadline scope and closes it before returning.
+The iterator keeps a *window* of at most ``2 * max_workers`` items that were
+submitted and not yet yielded. Each step takes the next result to yield if
+one is ready (the oldest item with ``ordered=True``, any finished one with
+``ordered=False``), and waits only when none is.
 
-Leaving early cancels the window. ``aclose()`` and ``async with`` do it and
-wait until the cancelled tasks have exited; ``break`` out of ``async for``
-drops the last reference, and ``__del__`` cancels them then (CPython
-finalises at once), without waiting.
+Input is read lazily, to keep the window full:
+
+* a sync input is read at each step, before looking for a ready result
+  (reading it never waits);
+* an async input is read by a *feeder* task in the executor's task group,
+  beside the consumer, so a ready result is yielded at once even while the
+  next input item is slow to come (a producer that waits for the consumer
+  would otherwise deadlock).
+
+Nothing here holds a task group or cancel scope across a ``yield`` (PEP
+789): each step opens its own deadline scope and closes it before returning.
+
+Leaving early cancels the window and stops the feeder. ``aclose()`` and
+``async with`` do it and wait until the cancelled tasks have exited;
+``break`` out of ``async for`` drops the last reference, and ``__del__``
+cancels them then (CPython finalises at once), without waiting. Input
+generators it stopped reading are closed, so their ``finally`` blocks run.
 """
 
 from __future__ import annotations
 
 import math
+import types
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from contextvars import Context
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
 import anyio
 
-from ._future import CANCELLED, FAILED, FINISHED, AsyncFuture, weak_callback
+from ._exceptions import ExecutorShutdownError
+from ._job import CANCELLED, FAILED, FINISHED, Job, Observer, cancelled_error, logger
 from ._progress import Progress, known_length, make_reporter
 
 if TYPE_CHECKING:
-    from ._executor import AsyncExecutor
-    from ._options import JobOptions
+    from ._options import Plan
+    from ._pool import Pool
 
 __all__ = ["MapIterator", "Progress"]
 
@@ -36,63 +49,318 @@ T = TypeVar("T")
 
 #: Read-ahead, as a multiple of max_workers: enough to keep every worker busy
 #: while the consumer handles one result, small enough to bound memory.
-READ_AHEAD = 2
+READ_AHEAD: Final = 2
 
 
-@final
-class MapIterator(Generic[T]):
-    """The async iterator `AsyncExecutor.map_iter` returns."""
+class _Window(Observer):
+    """The items of one call that were submitted and not yet yielded."""
+
+    __slots__ = ("done", "report", "wakeup")
+
+    def __init__(self, report: Callable[[int], object] | None) -> None:
+        self.report = report
+        self.done = 0  # items finished with a result or an exception
+        #: Set when the consumer may have something to do.
+        self.wakeup: anyio.Event | None = None
+
+    def wake(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.set()
+            self.wakeup = None
+
+    async def wait(self) -> None:
+        self.wakeup = event = anyio.Event()
+        await event.wait()
+
+    def reported(self, job: Job) -> None:
+        """Count a finished item and tell the progress callback; a callback
+        that raises is logged and changes nothing else."""
+        if job.state != CANCELLED and self.report is not None:
+            self.done += 1
+            try:
+                self.report(self.done)
+            except Exception:
+                logger().exception("progress callback %r raised", self.report)
+
+    def add(self, job: Job) -> None:
+        raise NotImplementedError
+
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def pop_ready(self) -> Job | None:
+        raise NotImplementedError
+
+    def drain(self) -> list[Job]:
+        """Everything not yet yielded, which the caller will cancel."""
+        raise NotImplementedError
+
+
+class _Ordered(_Window):
+    """Input order: the oldest item is the next to yield."""
+
+    __slots__ = ("jobs",)
+
+    def __init__(self, report: Callable[[int], object] | None) -> None:
+        super().__init__(report)
+        self.jobs: deque[Job] = deque()
+
+    def add(self, job: Job) -> None:
+        self.jobs.append(job)
+
+    def size(self) -> int:
+        return len(self.jobs)
+
+    def pop_ready(self) -> Job | None:
+        jobs = self.jobs
+        if jobs and jobs[0].state >= FINISHED:
+            return jobs.popleft()
+        return None
+
+    def job_final(self, job: Job) -> None:
+        self.reported(job)
+        if self.wakeup is not None and self.jobs and self.jobs[0] is job:
+            self.wake()
+
+    def drain(self) -> list[Job]:
+        jobs = list(self.jobs)
+        self.jobs.clear()
+        return jobs
+
+
+class _Unordered(_Window):
+    """Completion order: finished items queue up to be yielded."""
+
+    __slots__ = ("finished", "in_flight")
+
+    def __init__(self, report: Callable[[int], object] | None) -> None:
+        super().__init__(report)
+        self.in_flight: dict[Job, None] = {}
+        self.finished: deque[Job] = deque()
+
+    def add(self, job: Job) -> None:
+        self.in_flight[job] = None
+
+    def size(self) -> int:
+        # Finished-but-unyielded items count too, or a slow consumer would
+        # let the read-ahead grow without bound.
+        return len(self.in_flight) + len(self.finished)
+
+    def pop_ready(self) -> Job | None:
+        return self.finished.popleft() if self.finished else None
+
+    def job_final(self, job: Job) -> None:
+        self.reported(job)
+        if self.in_flight.pop(job, 0) is None:
+            self.finished.append(job)
+            self.wake()
+
+    def drain(self) -> list[Job]:
+        jobs = [*self.in_flight, *self.finished]
+        self.in_flight.clear()
+        self.finished.clear()
+        return jobs
+
+
+class _Source:
+    """What feeds one call's window: its input, the call (function, plan,
+    context) and the feeder task for async inputs.
+
+    Kept apart from the `MapIterator`, so the feeder task and the jobs never
+    hold the iterator itself: ``break`` out of ``async for`` must drop its
+    last reference for ``__del__`` to stop the work.
+    """
 
     __slots__ = (
-        "__weakref__",
-        "_closed",
-        "_deadline",
-        "_done",
-        "_executor",
-        "_finished",
-        "_fn",
-        "_inputs",
-        "_options",
-        "_ordered",
-        "_report",
-        "_wakeup",
-        "_watch",
-        "_window",
-        "_window_size",
+        "context",
+        "fed",
+        "feeder_done",
+        "feeder_scope",
+        "fn",
+        "input_error",
+        "inputs",
+        "limit",
+        "plan",
+        "pool",
+        "position",
+        "room",
+        "window",
     )
 
     def __init__(
         self,
-        executor: AsyncExecutor,
+        pool: Pool,
+        fn: Callable[..., Any],
+        inputs: _Inputs,
+        plan: Plan | None,
+        window: _Window,
+        context: Context,
+    ) -> None:
+        self.pool = pool
+        self.fn = fn
+        self.inputs = inputs
+        self.plan = plan
+        self.window = window
+        self.context = context
+        self.limit = READ_AHEAD * pool.max_workers
+        self.position = 0
+        self.fed = False  # the input is exhausted (or failed)
+        self.input_error: BaseException | None = None
+        self.feeder_scope: anyio.CancelScope | None = None
+        self.feeder_done: anyio.Event | None = None
+        #: Set when the window has room again (the feeder waits for it).
+        self.room: anyio.Event | None = None
+
+    def ready_now(self) -> Job | None:
+        """A result ready to yield, reading sync input first; never waits."""
+        if not self.inputs.is_async:
+            self.top_up()
+        job = self.window.pop_ready()
+        if job is not None and self.room is not None:
+            self.room.set()
+            self.room = None
+        return job
+
+    async def next(self) -> Job | None:
+        """The next item to yield, waiting for one; None at the end."""
+        window = self.window
+        if self.inputs.is_async and self.feeder_scope is None:
+            await self.start_feeder()
+        while True:
+            job = self.ready_now()
+            if job is not None:
+                return job
+            if not window.size() and self.fed:
+                if self.input_error is not None:
+                    error, self.input_error = self.input_error, None
+                    raise error
+                return None
+            await window.wait()
+
+    def top_up(self) -> None:
+        """Fill the window from sync inputs: the common case, with no await."""
+        if self.fed:
+            return
+        window, inputs, limit = self.window, self.inputs, self.limit
+        while window.size() < limit:
+            args = inputs.next_sync()
+            if args is None:
+                self.fed = True
+                return
+            self.submit(args)
+
+    def submit(self, args: tuple[Any, ...]) -> None:
+        job = self.pool.submit(self.fn, args, None, self.context.copy(), self.plan)
+        job.position = self.position
+        self.position += 1
+        window = self.window
+        job.observer = window
+        window.add(job)
+        if job.state >= FINISHED:  # failed at once (a limiter's own fault)
+            window.job_final(job)
+
+    async def start_feeder(self) -> None:
+        self.feeder_scope = anyio.CancelScope()
+        self.feeder_done = anyio.Event()
+        await self.pool.task_group_ready()
+        # Started from the call's context, so the input is read in it too.
+        self.context.run(self.pool.spawn, self.feed)
+
+    async def feed(self) -> None:
+        window, inputs, limit = self.window, self.inputs, self.limit
+        assert self.feeder_scope is not None and self.feeder_done is not None
+        try:
+            with self.feeder_scope:
+                while True:
+                    while window.size() >= limit:
+                        self.room = room = anyio.Event()
+                        await room.wait()
+                    args = await inputs.next_async()
+                    if args is None:
+                        break
+                    self.submit(args)
+                    window.wake()
+        except Exception as error:
+            # The input failed: the consumer raises it once everything read
+            # before it has been yielded.
+            self.input_error = error
+        except BaseException:
+            # Cancelled from outside (the executor is going down): the input
+            # was not read to its end, which must not pass for the end.
+            self.input_error = ExecutorShutdownError(
+                "the executor stopped before map's input was read to its end"
+            )
+            raise
+        finally:
+            self.fed = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    await inputs.aclose()
+            finally:
+                window.wake()
+                self.feeder_done.set()
+
+    def stop(self) -> list[Job]:
+        """Cancel what is in flight and read no further; return the jobs
+        whose tasks have yet to exit."""
+        self.fed = True
+        stopping = [
+            job
+            for job in self.window.drain()
+            if job.request_cancel() and job.state < FINISHED
+        ]
+        if self.feeder_scope is not None:
+            self.feeder_scope.cancel()
+        report, self.window.report = self.window.report, None
+        close = getattr(report, "close", None)
+        if close is not None:
+            close()
+        return stopping
+
+    async def aclose(self) -> None:
+        stopping = self.stop()
+        # Shielded: even when our caller is being cancelled, "none keeps
+        # running" must hold by the time the cancellation propagates.
+        with anyio.CancelScope(shield=True):
+            for job in stopping:
+                await job.wait_final()
+            if self.feeder_done is not None:
+                await self.feeder_done.wait()
+            else:
+                await self.inputs.aclose()
+        self.inputs.close()
+
+
+@final
+class MapIterator(Generic[T]):
+    """The async iterator `AsyncExecutor.map_iter` returns.
+
+    Iterate it with ``async for``; ``aclose()`` (or ``async with``) stops it
+    early, cancelling the items in flight and waiting until they have
+    exited.
+    """
+
+    __slots__ = ("__weakref__", "_closed", "_deadline", "_return_exceptions", "_source")
+
+    def __init__(
+        self,
+        pool: Pool,
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
-        options: JobOptions | None,
+        plan: Plan | None,
+        *,
         timeout: float | None,
-        ordered: bool = True,
-        progress: Progress = None,
+        ordered: bool,
+        progress: Progress,
+        return_exceptions: bool,
+        context: Context,
     ) -> None:
         self._closed = True  # until fully built, so __del__ has nothing to do
-        self._executor = executor
-        self._fn = fn
-        self._options = options
-        self._inputs = _Inputs(iterables)
-        self._ordered = bool(ordered)
-        self._report = make_reporter(progress, known_length(iterables))
-        self._done = 0  # items finished with a result or an exception
-        # Done callbacks serve only progress reports and completion order.
-        self._watch = (
-            weak_callback(self._on_done)
-            if self._report is not None or not self._ordered
-            else None
-        )
-        # In flight, oldest first. Unordered mode removes from the middle,
-        # so the window is a dict there (insertion-ordered, O(1) removal).
-        self._window: deque[AsyncFuture[T]] | dict[AsyncFuture[T], None] = (
-            deque() if ordered else {}
-        )
-        self._finished: deque[AsyncFuture[T]] = deque()  # unordered mode
-        self._wakeup: anyio.Event | None = None  # unordered mode
-        self._window_size = READ_AHEAD * executor.max_workers
+        inputs = _Inputs(iterables)
+        report = make_reporter(progress, known_length(iterables))
+        window: _Window = _Ordered(report) if ordered else _Unordered(report)
+        self._source = _Source(pool, fn, inputs, plan, window, context)
+        self._return_exceptions = bool(return_exceptions)
         # One deadline for the whole iteration, measured from this call.
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
         self._closed = False
@@ -103,172 +371,95 @@ class MapIterator(Generic[T]):
     async def __anext__(self) -> T:
         if self._closed:
             raise StopAsyncIteration
-        future: AsyncFuture[T] | None = None
         try:
             if self._deadline == math.inf:
-                future = await self._step()
+                job = await self._source.next()
             else:
+                job = None
                 with anyio.CancelScope(deadline=self._deadline) as scope:
-                    future = await self._step()
+                    job = await self._source.next()
                 if scope.cancelled_caught:
                     raise TimeoutError("map timed out")
-            if future is None:
+            if job is None:
                 await self.aclose()
                 raise StopAsyncIteration
-            return future._outcome()
+            return cast("T", self._value(job))
         except BaseException:
             await self.aclose()
             raise
 
-    async def _collect(self) -> list[T]:
+    async def collect(self) -> list[T]:
         """Every result, in input order: what `AsyncExecutor.map` returns.
 
-        The steps of ``async for``, without an ``__anext__`` coroutine per
-        item: the results that are ready are taken in one go.
+        A running ``map`` keeps a graceful shutdown waiting for it.
         """
-        assert self._ordered
-        window = self._window
-        assert isinstance(window, deque)
+        source = self._source
+        source.pool.hold()
         results: list[T] = []
+        append = results.append
         try:
             with anyio.CancelScope(deadline=self._deadline) as scope:
                 while True:
-                    if self._inputs.is_async:
-                        await self._top_up_async()
-                    else:
-                        self._top_up()
-                    if not window:
-                        break
-                    if window[0]._state < FINISHED:
-                        await window[0]._wait_final()
-                    while window and window[0]._state >= FINISHED:
-                        head = window.popleft()
-                        # The value as it is, or _outcome() raises the error.
-                        results.append(
-                            head._value if head._state == FINISHED else head._outcome()
-                        )
+                    # Ready results are taken without a coroutine per item.
+                    job = source.ready_now()
+                    if job is None:
+                        job = await source.next()
+                        if job is None:
+                            break
+                    append(job.value if job.state == FINISHED else self._value(job))
             if scope.cancelled_caught:
                 raise TimeoutError("map timed out")
         finally:
-            await self.aclose()
+            try:
+                await self.aclose()
+            finally:
+                source.pool.unhold()
         return results
 
-    async def _step(self) -> AsyncFuture[T] | None:
-        """Top the window up, then wait for the next result to yield."""
-        if self._inputs.is_async:
-            await self._top_up_async()
-        else:
-            self._top_up()
-        if not self._ordered:
-            return await self._next_done()
-        window = self._window
-        assert isinstance(window, deque)
-        if not window:
-            return None
-        if window[0]._state < FINISHED:
-            await window[0]._wait_final()
-        return window.popleft()
-
-    async def _next_done(self) -> AsyncFuture[T] | None:
-        while not self._finished:
-            if not self._window:
-                return None
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-        return self._finished.popleft()
-
-    def _on_done(self, future: AsyncFuture[T]) -> None:
-        if future._state != CANCELLED and self._report is not None:
-            self._done += 1
-            self._report(self._done)
-        window = self._window
-        if isinstance(window, dict) and window.pop(future, 0) is None:
-            self._finished.append(future)
-            if self._wakeup is not None:
-                self._wakeup.set()
-
-    def _top_up(self) -> None:
-        """Fill the window from sync inputs: the common case, with no await."""
-        window, finished, inputs = self._window, self._finished, self._inputs
-        # Finished but not yet yielded (unordered) results count too, or a
-        # slow consumer would let the read-ahead grow without bound.
-        while len(window) + len(finished) < self._window_size:
-            args = inputs.next_sync()
-            if args is None:
-                return
-            self._submit(args)
-
-    async def _top_up_async(self) -> None:
-        window, finished, inputs = self._window, self._finished, self._inputs
-        while len(window) + len(finished) < self._window_size:
-            args = await inputs.next()
-            if args is None:
-                return
-            self._submit(args)
-
-    def _submit(self, args: tuple[Any, ...]) -> None:
-        future: AsyncFuture[T] = self._executor._enqueue(
-            self._fn, args, None, self._options
-        )
-        window = self._window
-        if isinstance(window, deque):
-            window.append(future)
-        else:
-            window[future] = None
-        if self._watch is not None:
-            future.add_done_callback(self._watch)
-
-    def _stop(self) -> list[AsyncFuture[T]]:
-        """Cancel what is in flight and read no further; return the futures
-        whose tasks have yet to exit."""
-        self._closed = True
-        self._inputs.exhausted = True
-        window = list(self._window)
-        self._window.clear()
-        stopping: list[AsyncFuture[T]] = []
-        for future in [*window, *self._finished]:
-            if future.cancel():
-                if not future.done():
-                    stopping.append(future)
-            elif future._state == FAILED:
-                # Superseded by the exception the caller got, or never asked
-                # for: don't report it as "never retrieved".
-                future._retrieved = True
-        self._finished.clear()
-        report, self._report = self._report, None
-        close = getattr(report, "close", None)
-        if close is not None:
-            close()
-        return stopping
+    def _value(self, job: Job) -> Any:
+        """An item's result, or raise (or, with return_exceptions, return)
+        its exception."""
+        state = job.state
+        if state == FINISHED:
+            return job.value
+        if state == FAILED:
+            error = job.value
+            job.retrieved = True
+            if self._return_exceptions:
+                return error
+            try:
+                if isinstance(error, StopIteration | StopAsyncIteration):
+                    # Raised as it is, it would end the caller's loop
+                    # silently (an async generator turns it into a
+                    # RuntimeError the same way).
+                    raise RuntimeError(
+                        f"map item {job.position} raised {type(error).__name__}"
+                    ) from error
+                raise error
+            finally:
+                # The traceback keeps this frame: no cycle through the job.
+                del job, error
+        raise cancelled_error(job)
 
     async def aclose(self) -> None:
         """Stop early: cancel the tasks still in flight, read no more input,
-        and return once those tasks have exited."""
-        stopping = self._stop()
-        if stopping:
-            # Shielded: even when our caller is being cancelled, "none keeps
-            # running" must hold by the time the cancellation propagates.
-            with anyio.CancelScope(shield=True):
-                for future in stopping:
-                    await future._wait_final()
-        await self._inputs.aclose()
+        close the input generators, and return once those tasks have
+        exited."""
+        self._closed = True
+        await self._source.aclose()
 
     async def __aenter__(self) -> MapIterator[T]:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __del__(self) -> None:
-        # Only while the executor runs: once it has closed, every future is
+        # Only while the executor runs: once it has closed, every job is
         # final and its scopes belong to a finished task group.
-        if not self._closed and not self._executor._is_closed():
-            self._stop()
+        if not self._closed and self._source.pool.accepting:
+            self._source.stop()
+            self._source.inputs.close()
 
 
 class _Inputs:
@@ -298,25 +489,14 @@ class _Inputs:
         self.exhausted = False
 
     def next_sync(self) -> tuple[Any, ...] | None:
-        if self.exhausted:
+        if self.exhausted or self._zipped is None:
             return None
-        assert self._zipped is not None
         args = next(self._zipped, None)
         if args is None:
             self.exhausted = True
         return args
 
-    async def aclose(self) -> None:
-        """Finalise the async iterators we stopped reading, so an async
-        generator's ``finally`` runs now, in this task, rather than whenever
-        the garbage collector gets to it (trio warns about that)."""
-        iterators, self._iterators = self._iterators, []
-        for iterator in iterators:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    async def next(self) -> tuple[Any, ...] | None:
+    async def next_async(self) -> tuple[Any, ...] | None:
         if self.exhausted:
             return None
         args: list[Any] = []
@@ -330,3 +510,20 @@ class _Inputs:
                 self.exhausted = True
                 return None
         return tuple(args)
+
+    def close(self) -> None:
+        """Close the sync generators we read, so their ``finally`` runs now
+        (a no-op for those that ran to the end)."""
+        for iterator in self._iterators:
+            if isinstance(iterator, types.GeneratorType):
+                iterator.close()
+
+    async def aclose(self) -> None:
+        """Close the async generators we read, in this task, rather than
+        whenever the garbage collector gets to them (trio warns about that)."""
+        for iterator in self._iterators:
+            if isinstance(iterator, types.AsyncGeneratorType):
+                await iterator.aclose()
+
+
+MapIterator.__module__ = "antflow"  # where users import it from

@@ -1,126 +1,171 @@
 """What one ``submit``/``map``/``map_iter`` call asked for, checked once.
 
-The options are validated at the call that passed them (naming the argument
-in the error) and frozen into a `JobOptions` that every job of the call
-shares, so a ``map`` over a million items builds them once.
+The per-call keyword options are declared once, as the `TaskOptions`
+``TypedDict`` (stamina declares its retry keywords the same way), and typed
+into every public signature with ``**options: Unpack[TaskOptions]``. They are
+validated in one place (`CallOptions.parse`, naming the argument in each
+error) and compiled, for the executor that runs them, into a `Plan` that
+every job of the call shares: a ``map`` over a million items builds it once.
 
-Admission "gates" are the limiters a job must pass before each attempt, in
-order: the semaphore, then the executor's rate limit, then the call's. Each
-has a non-blocking path, so a job that cannot pass waits in that gate's line
-without holding a worker (see ``_limits``). The semaphore comes first: a rate
-token taken early and used late would let starts bunch up beyond ``burst``.
+A job's *gates* are the limiters it must pass before each attempt: its
+semaphore, then the executor's rate limit, then the call's. Each gate has a
+non-blocking path, so a job that cannot pass waits in that gate's line
+without holding a worker (see ``_limits`` and ``_pool``). Releasable gates
+come first and rate limits last: a start slot, once taken, is spent, so it
+is taken only when everything else is in hand.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any, cast, final
+from typing import Any, Final, NamedTuple, TypedDict
 
-from ._future import check_timeout
-from ._limits import PACING, Strategy, strategy_for
-from ._rate import RateLimiter
-from ._retry import DEFAULT_RETRY_DELAY, RetryPolicy, check_retry_arguments
+from ._checks import check_int, check_non_negative, check_seconds, check_timeout
+from ._limits import Gate, gate_for
+from ._rate import RateLimiter, pacer_of, rate_gate
+from ._retry import DEFAULT_RETRY_DELAY, RetryPolicy, retry_predicate
 
-Gate = tuple[Any, Strategy]
-
-
-@final
-class JobOptions:
-    """Frozen per-call settings shared by the jobs of one call."""
-
-    __slots__ = ("attempt_timeout", "context_limiter", "gates", "retry")
-
-    def __init__(
-        self,
-        gates: tuple[Gate, ...],
-        context_limiter: Any,
-        retry: RetryPolicy | None,
-        attempt_timeout: float | None,
-    ) -> None:
-        self.gates = gates
-        #: A limiter with no non-blocking path, entered around each attempt.
-        self.context_limiter = context_limiter
-        self.retry = retry
-        self.attempt_timeout = attempt_timeout
+RetryOn = (
+    type[BaseException]
+    | tuple[type[BaseException], ...]
+    | Callable[[BaseException], bool]
+)
 
 
-def make_options(
-    backend: str,
-    executor_rate: RateLimiter | None,
-    *,
-    semaphore: Any,
-    retries: Any,
-    retry_delay: Any,
-    rate_limit: Any,
-    task_timeout: Any,
-    retry_on: Any,
-    retry_max_delay: Any,
-    retry_jitter: Any,
-) -> JobOptions | None:
-    """Validate a call's options; None when the call asked for nothing."""
-    retrying = (
-        retries.__class__ is not int
-        or retries != 0
-        or retry_delay != DEFAULT_RETRY_DELAY
-        or retry_on is not Exception
-        or retry_max_delay is not None
-        or retry_jitter != 0
-    )
-    retry = None
-    if retrying:
-        check_retry_arguments(retries, retry_delay)
-        check_timeout(retry_max_delay, "retry_max_delay")
-        _check_jitter(retry_jitter)
-        predicate = _retry_predicate(retry_on)
-        if retries:
-            retry = RetryPolicy(
-                retries, retry_delay, predicate, retry_max_delay, retry_jitter
-            )
-    if task_timeout is not None:
-        check_timeout(task_timeout, "task_timeout")
+class TaskOptions(TypedDict, total=False):
+    """The per-task options of `AsyncExecutor.submit`, ``map`` and ``map_iter``.
+
+    Attributes:
+        semaphore: A limiter for the task, such as an ``anyio.CapacityLimiter``
+            shared by many tasks: held only while an attempt runs; waiting
+            for it holds no worker.
+        rate_limit: A `RateLimiter` each attempt must pass.
+        retries: How many times to retry after an exception (default 0).
+        retry_delay: Exponential back-off multiplier in seconds (default
+            0.1): waits of ``retry_delay``, then twice that, and so on.
+        retry_on: Which exceptions are retried: a class, a tuple of classes,
+            or a predicate ``exc -> bool`` (default ``Exception``).
+            Cancellation never is.
+        retry_max_delay: A cap on one back-off wait, in seconds.
+        retry_jitter: Up to this many seconds added at random to each wait.
+        task_timeout: A deadline in seconds for each attempt; an attempt past
+            it is cancelled and fails with ``TimeoutError``, which is retried
+            like any other exception.
+    """
+
+    semaphore: Any
+    rate_limit: RateLimiter | None
+    retries: int
+    retry_delay: float
+    retry_on: RetryOn
+    retry_max_delay: float | None
+    retry_jitter: float
+    task_timeout: float | None
+
+
+#: The names of the per-task options, to tell them from a function's own
+#: keyword arguments in ``submit``.
+OPTION_NAMES: Final = frozenset(TaskOptions.__optional_keys__)
+
+
+class CallOptions(NamedTuple):
+    """The per-task options of one call, validated and frozen."""
+
+    semaphore: Any
+    rate_limit: RateLimiter | None
+    retry: RetryPolicy | None
+    task_timeout: float | None
+
+
+def parse_options(options: dict[str, Any]) -> CallOptions | None:
+    """Validate ``options`` (a `TaskOptions` dict); None when it asks for
+    nothing.
+
+    Raises:
+        TypeError: an unknown option, or one of the wrong type.
+        ValueError: an option out of range (negative, NaN).
+    """
+    unknown = options.keys() - OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unexpected option {sorted(unknown)[0]!r}")
+    get = options.get
+    retries = check_int("retries", get("retries", 0), minimum=0)
+    retry_delay = check_seconds("retry_delay", get("retry_delay", DEFAULT_RETRY_DELAY))
+    retry_max_delay = check_timeout(get("retry_max_delay"), "retry_max_delay")
+    retry_jitter = check_non_negative("retry_jitter", get("retry_jitter", 0))
+    predicate = retry_predicate(get("retry_on", Exception))
+    task_timeout = check_timeout(get("task_timeout"), "task_timeout")
+    rate_limit = get("rate_limit")
     if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
         raise TypeError(
-            f"rate_limit must be an antflow.RateLimiter, got {type(rate_limit).__name__}"
+            "rate_limit must be an antflow.RateLimiter, got "
+            f"{type(rate_limit).__name__}"
         )
-    if (semaphore, retry, task_timeout, rate_limit, executor_rate) == (None,) * 5:
-        return None
-    gates: list[Gate] = []
+    semaphore = get("semaphore")
+    retry = (
+        RetryPolicy(retries, retry_delay, predicate, retry_max_delay, retry_jitter)
+        if retries
+        else None
+    )
+    if (
+        semaphore is None
+        and rate_limit is None
+        and retry is None
+        and task_timeout is None
+    ):
+        return None  # nothing asked: the plain path
+    return CallOptions(semaphore, rate_limit, retry, task_timeout)
+
+
+class Plan(NamedTuple):
+    """How the jobs of one call run on one executor: their gates, their
+    retry policy, their per-attempt timeout."""
+
+    #: ``(limiter, gate)`` pairs every job passes before each attempt.
+    gates: tuple[tuple[Any, Gate], ...]
+    #: A limiter with no non-blocking path, entered around each attempt.
+    context_limiter: Any
+    #: Rate limits taken inside the attempt, after ``context_limiter`` (so
+    #: that waiting for it never bunches starts up).
+    rates_in_attempt: tuple[Any, ...]
+    retry: RetryPolicy | None
+    timeout: float | None
+
+
+def make_plan(
+    options: CallOptions | None, executor_rate: RateLimiter | None, backend: str
+) -> Plan | None:
+    """Compile a call's options for an executor; None for the plain path.
+
+    Raises:
+        TypeError: a semaphore antflow cannot use on this backend.
+    """
+    if options is None:
+        if executor_rate is None:
+            return None
+        return Plan(((pacer_of(executor_rate), rate_gate()),), None, (), None, None)
+    gates: list[tuple[Any, Gate]] = []
     context_limiter = None
+    semaphore = options.semaphore
     if semaphore is not None:
-        strategy = strategy_for(semaphore, backend)
-        if strategy.parks:
-            gates.append((semaphore, strategy))
-        else:
+        gate = gate_for(semaphore, backend)
+        if gate is None:
             context_limiter = semaphore
-    gates += [
-        (limit, PACING) for limit in (executor_rate, rate_limit) if limit is not None
-    ]
-    return JobOptions(tuple(gates), context_limiter, retry, task_timeout)
-
-
-def _check_jitter(jitter: object) -> None:
-    if isinstance(jitter, bool) or not isinstance(jitter, int | float):
-        raise TypeError(f"retry_jitter must be a number, got {type(jitter).__name__}")
-    if not (jitter >= 0 and math.isfinite(jitter)):
-        raise ValueError(f"retry_jitter must be a finite number >= 0, got {jitter}")
-
-
-def _retry_predicate(
-    retry_on: object,
-) -> tuple[type[BaseException], ...] | Callable[[BaseException], bool]:
-    """An exception class, a tuple of them, or a predicate ``exc -> bool``."""
-    if isinstance(retry_on, type):
-        # A class is never a predicate here, even though calling it works.
-        if issubclass(retry_on, BaseException):
-            return (retry_on,)
-    elif isinstance(retry_on, tuple):
-        classes = cast("tuple[object, ...]", retry_on)
-        if all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
-            return cast("tuple[type[BaseException], ...]", classes)
-    elif callable(retry_on):
-        return cast("Callable[[BaseException], bool]", retry_on)
-    raise TypeError(
-        "retry_on must be an exception class, a tuple of them, or a callable "
-        f"exc -> bool; got {retry_on!r}"
+        else:
+            gates.append((semaphore, gate))
+    limits = [executor_rate]
+    if options.rate_limit is not executor_rate:  # the same one limits once
+        limits.append(options.rate_limit)
+    rates = tuple(pacer_of(limit) for limit in limits if limit is not None)
+    rates_in_attempt: tuple[Any, ...] = ()
+    if context_limiter is None:
+        gates += [(pacer, rate_gate()) for pacer in rates]
+    else:
+        rates_in_attempt = rates
+    return Plan(
+        tuple(gates),
+        context_limiter,
+        rates_in_attempt,
+        options.retry,
+        options.task_timeout,
     )

@@ -1,30 +1,62 @@
-"""RateLimiter: at most ``rate`` task starts per ``per`` seconds.
+"""RateLimiter: a token bucket for task starts, fair to all who share it.
 
-A token bucket written as GCRA (the "generic cell rate algorithm"): instead
+The bucket is written as GCRA (the "generic cell rate algorithm"): instead
 of a token count refilled by a timer, it keeps one number, the theoretical
 time at which the bucket is next empty. That needs no task and no timer, and
-the answer to "when may the next start happen?" is one subtraction, which is
-exactly what a waiting line needs to know how long to sleep.
+"when may the next start happen?" is one subtraction.
 
-Time is the event loop's clock (``anyio.current_time()``), so the limiter
-follows trio's ``MockClock`` and other virtual clocks. Share one limiter
-between executors and calls on one event loop.
+**Fairness.** Whoever must wait takes a `Turn` in one first-come,
+first-served line, and only the first in line sleeps on the clock. An
+executor's waiting line keeps its turn while it has jobs and goes to the
+back after each start, so executors sharing a limiter take starts in turn.
+
+**Late timers.** A real event loop wakes a sleeper up to about a millisecond
+late (epoll waits in whole milliseconds). A plain token bucket would lose the
+starts that fell due meanwhile, and deliver less than its rate whenever the
+interval is near or below a millisecond. Here a start taken by someone who
+was already waiting counts at the time it fell due, as long as that is at
+most `catch_up` ago, so those starts happen at once, late but not lost. In
+virtual time (trio's ``MockClock``, async_solipsism) timers are exact and
+nothing needs catching up.
+
+**Clock.** The event loop's clock, read at full resolution (see
+``_compat.clock``), so the limiter follows virtual clocks. A limiter belongs
+to the event loop that first uses it; share it between executors and calls
+on that loop.
 """
 
 from __future__ import annotations
 
 import math
-from typing import final
+from collections import deque
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
+
+from . import _compat
+from ._job import FINISHED
+from ._limits import Gate, WaitingLine
+
+if TYPE_CHECKING:
+    from ._job import Job
+    from ._pool import Pool
 
 
 @final
 class RateLimiter:
-    """Allow at most ``rate`` task starts per ``per`` seconds.
+    """Allow at most ``rate`` task starts per ``per`` seconds, with bursts.
 
-    Every attempt takes a token, retries included. Waiting for a token holds
-    no worker slot.
+    The rule: over any interval of ``t`` seconds at most
+    ``burst + rate * t / per`` attempts start, and after a quiet spell up to
+    ``burst`` may start at once. Every attempt takes a token, retries
+    included; waiting for one holds no worker slot. Those who wait are served
+    first come, first served, so executors that share a limiter take turns.
+
+    On a real event loop a timer may fire up to about a millisecond late;
+    starts that fell due meanwhile then happen together as soon as it fires,
+    so over a short interval the count may exceed the rule by up to ``rate *
+    0.002 / per`` (2 ms worth of starts), while over any longer time the rate
+    is what you asked for. In virtual time the rule holds exactly.
 
     Args:
         rate: Starts allowed per period (a number > 0).
@@ -33,64 +65,224 @@ class RateLimiter:
             (an int >= 1). With the default 1, starts are spaced evenly,
             ``per / rate`` seconds apart.
 
+    Raises:
+        TypeError: an argument of the wrong type.
+        ValueError: ``rate`` or ``per`` not a finite number > 0, ``burst`` < 1.
+
     Example:
         ``AsyncExecutor(max_workers=50, rate_limit=RateLimiter(10))`` starts
         at most ten tasks a second.
     """
 
-    __slots__ = ("_burst", "_empty_at", "_interval", "burst", "per", "rate")
+    __slots__ = ("_pacer", "burst", "per", "rate")
 
     def __init__(self, rate: float, per: float = 1.0, *, burst: int = 1) -> None:
-        _check_positive("rate", rate)
-        _check_positive("per", per)
-        if isinstance(burst, bool) or not isinstance(burst, int):
-            raise TypeError(f"burst must be an int, got {type(burst).__name__}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst}")
+        from ._checks import check_int, check_positive
+
+        check_positive("rate", rate)
+        check_positive("per", per)
+        check_int("burst", burst, minimum=1)
         self.rate = rate
         self.per = per
         self.burst = burst
-        self._interval = per / rate
-        # Slack the bucket allows ahead of the steady pace.
-        self._burst = (burst - 1) * self._interval
-        self._empty_at = -math.inf
-
-    def _wait_time(self) -> float:
-        """Seconds until a token is available (<= 0: available now)."""
-        now = anyio.current_time()
-        wait = max(self._empty_at, now) - self._burst - now
-        # Float sums of the interval drift by ulps; don't let that cost a
-        # token of the burst.
-        return 0.0 if wait <= self._interval * 1e-9 else wait
+        self._pacer = Pacer(per / rate, burst)
 
     def try_acquire(self) -> bool:
-        """Take a token if one is available now; never blocks."""
-        if self._wait_time() > 0:
-            return False
-        self._empty_at = max(self._empty_at, anyio.current_time()) + self._interval
-        return True
+        """Take a token if one is available now and nobody is waiting;
+        never blocks."""
+        return self._pacer.try_take()
 
     async def acquire(self) -> None:
-        """Wait until a token is available, then take it."""
-        while not self.try_acquire():
-            await self.wait_available()
+        """Wait for your turn and a token, then take it."""
+        await self._pacer.acquire()
 
     async def wait_available(self) -> None:
-        """Wait until a token is available, without taking it.
+        """Wait until you could take a token, without taking it.
 
-        Another waiter may take it first: callers go round again.
+        You wait your turn like anyone else; when this returns, the token
+        is left to the next in line, so ``try_acquire()`` right after may
+        still find someone ahead.
         """
-        wait = self._wait_time()
-        if wait > 0:
-            # No event to wait for: time itself refills the bucket.
-            await anyio.sleep(wait)
+        pacer = self._pacer
+        turn = pacer.join()
+        try:
+            await pacer.wait(turn)
+        finally:
+            pacer.leave(turn)
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, per={self.per}, burst={self.burst})"
 
 
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+def pacer_of(limiter: RateLimiter) -> Pacer:
+    """The schedule behind ``limiter``, for the executor's gates."""
+    # The one reader of a RateLimiter's internals from outside the class:
+    # jobs keep the pacer itself, so their starts don't go through the
+    # public wrapper.
+    return limiter._pacer  # pyright: ignore[reportPrivateUsage]
+
+
+class Turn:
+    """A place in a `Pacer`'s line."""
+
+    __slots__ = ("catch_up", "event", "since")
+
+    def __init__(self, since: float) -> None:
+        #: When its owner started waiting: no start counts from earlier.
+        self.since = since
+        self.event: anyio.Event | None = None
+        self.catch_up = 0.0
+
+
+class Pacer:
+    """The schedule of one `RateLimiter`: the bucket and the line."""
+
+    __slots__ = ("empty_at", "interval", "slack", "turns")
+
+    def __init__(self, interval: float, burst: int) -> None:
+        self.interval = interval
+        # Slack the bucket allows ahead of the steady pace.
+        self.slack = (burst - 1) * interval
+        #: The theoretical time at which the bucket is next empty.
+        self.empty_at = -math.inf
+        self.turns: deque[Turn] = deque()
+
+    def due_in(self, now: float) -> float:
+        """Seconds until a token is available (<= 0: available now)."""
+        wait = self.empty_at - self.slack - now
+        # Float sums of the interval drift by ulps; don't let that cost a
+        # token of the burst.
+        return 0.0 if wait <= self.interval * 1e-9 else wait
+
+    def ready(self) -> bool:
+        """Is a token there now, with nobody waiting for it?"""
+        return not self.turns and self.due_in(_compat.now()) <= 0
+
+    def try_take(self) -> bool:
+        if self.turns:
+            return False
+        now = _compat.now()
+        if self.due_in(now) > 0:
+            return False
+        self.empty_at = max(self.empty_at, now) + self.interval
+        return True
+
+    async def acquire(self) -> None:
+        """Wait for a turn and a token, then take it."""
+        if self.try_take():
+            # A start slot cannot be given back: don't let a cancellation
+            # at this checkpoint waste it.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        turn = self.join()
+        try:
+            await self.wait(turn)
+            self.take(turn)
+        finally:
+            self.leave(turn)
+
+    def join(self, since: float | None = None) -> Turn:
+        turn = Turn(_compat.now() if since is None else since)
+        self.turns.append(turn)
+        return turn
+
+    async def wait(self, turn: Turn) -> None:
+        """Return once ``turn`` is first in line and a token is there."""
+        turns = self.turns
+        while turns[0] is not turn:
+            turn.event = event = anyio.Event()
+            await event.wait()
+        turn.event = None
+        late, tick = _compat.timer_resolution()
+        turn.catch_up = 2 * late + tick
+        # Within half a tick of the clock counts as now: it can't tell.
+        # Nothing to wait for but the clock: time itself refills the bucket.
+        while (wait := self.due_in(_compat.now())) > tick / 2:  # noqa: ASYNC110
+            # A timer can't fire sooner than the loop's resolution; asking
+            # for less only makes the loop spin.
+            await anyio.sleep(max(wait, late, tick))
+
+    def take(self, turn: Turn) -> None:
+        """Take the token ``turn`` waited for, counted at the time it fell
+        due if that was at most ``turn.catch_up`` ago (see the module
+        docstring), and send the turn to the back of the line."""
+        now = _compat.now()
+        due = self.empty_at - self.slack
+        start = max(due, turn.since, now - turn.catch_up)
+        self.empty_at = max(self.empty_at, start) + self.interval
+        turns = self.turns
+        if len(turns) > 1 and turns[0] is turn:
+            turns.rotate(-1)
+            self._wake_first()
+
+    def leave(self, turn: Turn) -> None:
+        turns = self.turns
+        if turns and turns[0] is turn:
+            turns.popleft()
+            self._wake_first()
+        elif turn in turns:
+            turns.remove(turn)
+
+    def _wake_first(self) -> None:
+        if self.turns:
+            event = self.turns[0].event
+            if event is not None:
+                event.set()
+
+
+class _RateGate(Gate):
+    """A rate limit: a token is a start slot; nothing to give back."""
+
+    releasable = False
+
+    def try_take(self, limiter: Any, job: Job) -> bool:
+        return bool(limiter.try_take())
+
+    def ready(self, limiter: Any) -> bool:
+        return bool(limiter.ready())
+
+    def give_back(self, limiter: Any, job: Job) -> None:
+        pass
+
+    def new_line(self, limiter: Any, pool: Pool) -> WaitingLine:
+        return RateLine(limiter, self, pool)
+
+
+_RATE_GATE = _RateGate()
+
+
+def rate_gate() -> Gate:
+    return _RATE_GATE
+
+
+class RateLine(WaitingLine):
+    """An executor's line at a rate limit: it keeps one turn in the
+    limiter's line while it has jobs, and takes a start for its oldest job
+    when the turn comes and a worker slot is free."""
+
+    def __init__(self, limiter: Any, gate: Gate, pool: Pool) -> None:
+        super().__init__(limiter, gate, pool)
+        self.pacer: Pacer = limiter
+        self.turn: Turn | None = None
+
+    async def wait_for_token(self, job: Job) -> bool:
+        if self.turn is None:
+            self.turn = self.pacer.join()
+        await self.pacer.wait(self.turn)
+        if job.state >= FINISHED or not self.pool.has_free_slot():
+            # Step aside rather than make everyone behind us wait.
+            self.close()
+            return False
+        return True
+
+    def claim(self, job: Job) -> None:
+        assert self.turn is not None
+        self.pacer.take(self.turn)
+
+    def decline(self, job: Job) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.turn is not None:
+            self.pacer.leave(self.turn)
+            self.turn = None

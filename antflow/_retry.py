@@ -4,10 +4,10 @@ tenacity's strategies decide whether a failed attempt is tried again and how
 long to wait first (``stop_after_attempt``, ``wait_exponential``,
 ``retry_if_exception_type``). We evaluate them ourselves instead of wrapping
 the call in ``AsyncRetrying``, because between two attempts the job must give
-its semaphore back and, if the semaphore is busy when the back-off ends, wait
-for it *without* holding a worker slot (see ``_limits``). The wait itself is
-an ``anyio.sleep`` inside the job's cancel scope, so it obeys cancellation and
-trio's virtual clock.
+its tokens back and, if a limiter is busy when the back-off ends, wait for it
+*without* holding a worker slot (see ``_pool``). The wait itself is an
+``anyio.sleep`` inside the job's cancel scope, so it obeys cancellation and
+virtual clocks.
 
 tenacity is imported on first use only: most programs never retry, and
 ``import antflow`` should cost little more than ``import anyio``.
@@ -15,9 +15,8 @@ tenacity is imported on first use only: most programs never retry, and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import tenacity
@@ -25,19 +24,29 @@ if TYPE_CHECKING:
 #: The guide's default back-off multiplier (AntFlow 0.10 used the same).
 DEFAULT_RETRY_DELAY = 0.1
 
+Predicate = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
-def check_retry_arguments(retries: object, retry_delay: object) -> None:
-    """Validate ``retries`` and ``retry_delay`` at the call that passed them."""
-    if isinstance(retries, bool) or not isinstance(retries, int):
-        raise TypeError(f"retries must be an int, got {type(retries).__name__}")
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
-    if isinstance(retry_delay, bool) or not isinstance(retry_delay, int | float):
-        raise TypeError(
-            f"retry_delay must be a number, got {type(retry_delay).__name__}"
-        )
-    if math.isnan(retry_delay) or retry_delay < 0:
-        raise ValueError(f"retry_delay must be >= 0, got {retry_delay}")
+
+def retry_predicate(retry_on: object) -> Predicate:
+    """``retry_on``: an exception class, a tuple of them, or ``exc -> bool``.
+
+    Raises:
+        TypeError: anything else, naming ``retry_on``.
+    """
+    if isinstance(retry_on, type):
+        # A class is never a predicate here, even though calling it works.
+        if issubclass(retry_on, BaseException):
+            return (retry_on,)
+    elif isinstance(retry_on, tuple):
+        classes = cast("tuple[object, ...]", retry_on)
+        if all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
+            return cast("tuple[type[BaseException], ...]", classes)
+    elif callable(retry_on):
+        return cast("Callable[[BaseException], bool]", retry_on)
+    raise TypeError(
+        "retry_on must be an exception class, a tuple of them, or a callable "
+        f"exc -> bool; got {retry_on!r}"
+    )
 
 
 class RetryPolicy:
@@ -46,15 +55,13 @@ class RetryPolicy:
     ``jitter`` at random) before the n-th retry. Shared by every job of one
     ``submit`` or ``map`` call."""
 
-    __slots__ = ("_max_delay", "_retrying")
+    __slots__ = ("_max_delay", "_retrying", "retries")
 
     def __init__(
         self,
         retries: int,
         delay: float,
-        retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (
-            Exception,
-        ),
+        retry_on: Predicate = (Exception,),
         max_delay: float | None = None,
         jitter: float = 0,
     ) -> None:
@@ -63,6 +70,8 @@ class RetryPolicy:
         wait: Any = tenacity.wait_exponential(multiplier=delay)
         if jitter:
             wait = wait + tenacity.wait_random(0, jitter)
+        #: Attempts beyond the first.
+        self.retries = retries
         self._max_delay = max_delay
         self._retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(retries + 1),

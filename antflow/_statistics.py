@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._pool import Pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +40,23 @@ class ExecutorStatistics:
 
 
 ExecutorStatistics.__module__ = "antflow"  # where users import it from
+
+
+def snapshot(max_workers: int, pool: Pool | None) -> ExecutorStatistics:
+    """The counters of ``pool`` (None: never started) right now."""
+    if pool is None:
+        return ExecutorStatistics(max_workers, 0, 0, 0, 0, 0, 0, 0)
+    from ._job import CANCELLED, FAILED, FINISHED
+
+    submitted, running, finals, retries = pool.statistics()
+    succeeded, failed, cancelled = finals[FINISHED], finals[FAILED], finals[CANCELLED]
+    return ExecutorStatistics(
+        max_workers=max_workers,
+        submitted=submitted,
+        queued=submitted - running - succeeded - failed - cancelled,
+        running=running,
+        succeeded=succeeded,
+        failed=failed,
+        cancelled=cancelled,
+        retries=retries,
+    )

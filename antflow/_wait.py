@@ -10,16 +10,37 @@ from __future__ import annotations
 
 import enum
 import math
+import weakref
 from collections import deque
-from collections.abc import Iterable
-from types import TracebackType
-from typing import Generic, TypeVar, final
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar, final
 
 import anyio
 
-from ._future import FAILED, FINISHED, AsyncFuture, check_timeout, weak_callback
+from ._checks import check_timeout
+from ._future import AsyncFuture, job_of
+from ._job import FAILED
 
 T = TypeVar("T")
+
+
+def weak_callback(
+    method: Callable[[AsyncFuture[Any]], None],
+) -> Callable[[AsyncFuture[Any]], None]:
+    """A done callback that calls ``method`` only while its object lives.
+
+    ``as_completed`` watches many futures this way, so the futures don't keep
+    it alive: ``break`` out of the loop drops the iterator at once and its
+    ``__del__`` unregisters it.
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(future: AsyncFuture[Any]) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(future)
+
+    return call
 
 
 class WaitStrategy(enum.Enum):
@@ -58,7 +79,7 @@ def _distinct(futures: Iterable[AsyncFuture[T]]) -> dict[AsyncFuture[T], None]:
 def _check_loops(pending: Iterable[AsyncFuture[T]]) -> None:
     """Waiting for a future of another event loop would never end."""
     for future in pending:
-        if not future._executor._on_own_loop():
+        if not job_of(future).pool.on_own_loop():
             raise RuntimeError(
                 f"{future!r} belongs to another event loop; wait for it on the "
                 "loop that runs its executor"
@@ -145,12 +166,7 @@ class AsCompleted(Generic[T]):
     async def __aenter__(self) -> AsCompleted[T]:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -166,7 +182,7 @@ class _Waiter:
         self.strategy = strategy
         self.total = len(distinct)
         self.left = sum(1 for f in distinct if not f.done())
-        self.failed = any(f._state == FAILED for f in distinct)
+        self.failed = any(job_of(f).state == FAILED for f in distinct)
         self.event = anyio.Event()
 
     def satisfied(self) -> bool:
@@ -180,7 +196,7 @@ class _Waiter:
 
     def on_done(self, future: AsyncFuture[T]) -> None:
         self.left -= 1
-        self.failed = self.failed or future._state == FAILED
+        self.failed = self.failed or job_of(future).state == FAILED
         if self.satisfied():
             self.event.set()
 
@@ -208,11 +224,11 @@ async def wait(
         finally:
             for future in pending:
                 future.remove_done_callback(waiter.on_done)
-    done = {f for f in distinct if f._state >= FINISHED}
+    done = {f for f in distinct if f.done()}
     if (
         timed_out
         and strategy is WaitStrategy.ALL_COMPLETED
         and len(done) < len(distinct)
     ):
         raise TimeoutError("wait timed out")
-    return done, {f for f in distinct if f._state < FINISHED}
+    return done, {f for f in distinct if not f.done()}

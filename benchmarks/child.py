@@ -2,20 +2,22 @@
 
 Usage (the runner calls this; by hand it is handy for profiling one case)::
 
-    python benchmarks/child.py run MODULE WORKLOAD BACKEND N WORKERS
+    python benchmarks/child.py run MODULE WORKLOAD BACKEND N WORKERS [ARG]
     python benchmarks/child.py import MODULE
 
 ``run`` imports ``impls.MODULE``, builds the backend's task bodies and times
-``await MODULE.WORKLOAD(tasks, N, WORKERS)`` inside the event loop, so loop
-start-up and imports are not counted, but the implementation's own set-up and
-tear-down (entering and leaving an executor or a task group) are.
+``await MODULE.WORKLOAD(tasks, N, WORKERS[, ARG])`` inside the event loop, so
+loop start-up and imports are not counted, but the implementation's own
+set-up and tear-down (entering and leaving an executor or a task group) are.
+ARG names the point of a sweep (workloads h and j).
 
 Before the clock starts, every implementation warms up with one small
-``map`` (WORKERS tasks of one checkpoint each). Libraries built on anyio
-import most of anyio on first use (anyio imports its internals lazily), some
-20 ms that would otherwise land in whichever workload runs first; the raw
-asyncio baselines have nothing to import. That warm-up is reported on its own
-as ``first_use_s``.
+``map`` (WORKERS tasks of one checkpoint each), or, for a point of a sweep
+whose module defines ``warm_up(tasks, WORKERS, ARG)``, with that. Libraries
+built on anyio import most of anyio on first use (anyio imports its
+internals lazily), some 20 ms that would otherwise land in whichever
+workload runs first; the raw asyncio baselines have nothing to import. That
+warm-up is reported on its own as ``first_use_s``.
 
 ``import`` times ``import MODULE`` and nothing else, so this file keeps its
 own imports to a few modules that every candidate would pull in anyway.
@@ -54,7 +56,7 @@ def run_on(backend: str, main):  # type: ignore[no-untyped-def]
 
 
 def time_run(
-    module: str, workload: str, backend: str, n: int, workers: int
+    module: str, workload: str, backend: str, n: int, workers: int, arg: str
 ) -> dict[str, object]:
     import importlib
 
@@ -66,12 +68,18 @@ def time_run(
     tasks = for_backend(backend)
     rss_start = current_rss()
 
+    args = (arg,) if arg else ()
+    warm_up = getattr(impl, "warm_up", None) if arg else None
+
     async def main() -> tuple[float, float, dict[str, float]]:
         start = time.perf_counter()
-        await impl.map(tasks, workers, workers)
+        if warm_up is not None:
+            await warm_up(tasks, workers, arg)
+        else:
+            await impl.map(tasks, workers, workers)
         first_use = time.perf_counter() - start
         start = time.perf_counter()
-        extra = await body(tasks, n, workers)
+        extra = await body(tasks, n, workers, *args)
         return first_use, time.perf_counter() - start, extra
 
     first_use, elapsed, extra = run_on(backend, main)
@@ -84,12 +92,25 @@ def time_run(
     }
 
 
+PACKAGES = (
+    "anyio",
+    "trio",
+    "uvloop",
+    "tenacity",
+    "aiometer",
+    "anyio-executor",
+    "aiologic",
+    "asyncio-pool-ng",
+    "aiolibs-executor",
+)
+
+
 def versions() -> dict[str, str]:
     import contextlib
     from importlib import metadata
 
     found = {"python": sys.version.split()[0]}
-    for name in ("anyio", "trio", "uvloop", "aiometer"):
+    for name in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
     antflow = sys.modules.get("antflow")
@@ -102,9 +123,11 @@ def versions() -> dict[str, str]:
 def main(argv: list[str]) -> None:
     if argv[:1] == ["import"] and len(argv) == 2:
         numbers = time_import(argv[1])
-    elif argv[:1] == ["run"] and len(argv) == 6:
-        _, module, workload, backend, n, workers = argv
-        numbers = time_run(module, workload, backend, int(n), int(workers))
+    elif argv[:1] == ["run"] and len(argv) in (6, 7):
+        _, module, workload, backend, n, workers, *arg = argv
+        numbers = time_run(
+            module, workload, backend, int(n), int(workers), *arg or [""]
+        )
     else:
         sys.exit(__doc__)
     import json

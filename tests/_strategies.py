@@ -1,4 +1,4 @@
-"""Shared helpers for the property, fault, leak and stress tests.
+"""Shared helpers for the tests in every folder (``from _strategies import ...``).
 
 Nothing here is a test. It holds:
 
@@ -6,17 +6,19 @@ Nothing here is a test. It holds:
   that is neither cancellation nor ``KeyboardInterrupt``), and hypothesis
   strategies drawing them;
 * limiter factories for "random mixes of shared limiters" on each backend;
-* ``run_virtual``: run one coroutine function on a virtual-time loop
-  (async_solipsism on asyncio, ``MockClock(autojump_threshold=0)`` on trio),
-  for tests that compare backends inside one sync test;
-* ``examples``: scale a test's example count from the active profile.
+* virtual clocks: ``virtual_options`` (what conftest.py's ``anyio_backend``
+  fixture uses too) and ``run_virtual``, to run one coroutine function on a
+  virtual-time loop, for tests that compare backends inside one sync test;
+* ``examples``: scale a test's example count from the active profile;
+* ``assert_only`` (a BaseException came out alone) and ``Gauge`` (how many
+  tasks are inside a critical section at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -48,7 +50,7 @@ class Crash(BaseException):
     """A BaseException from a task: never stored, always propagates.
 
     Not KeyboardInterrupt or SystemExit, which asyncio lets escape the
-    event loop itself (see test_faults for those)."""
+    event loop itself (see faults/test_faults.py for those)."""
 
 
 class Oops(Exception):
@@ -147,6 +149,11 @@ async def aiterate(items: Iterable[Any]) -> AsyncIterator[Any]:
 
 
 def virtual_options(backend: str) -> dict[str, Any]:
+    """anyio ``backend_options`` for a fresh virtual clock on ``backend``.
+
+    trio gets ``MockClock(autojump_threshold=0)``, asyncio async_solipsism's
+    event loop: both jump forward whenever every task is blocked. The
+    ``anyio_backend`` fixture of conftest.py builds its clocks here too."""
     if backend == "trio":
         from trio.testing import MockClock
 
@@ -208,7 +215,10 @@ def us(seconds: float) -> int:
 def is_virtual() -> bool:
     """Does the running loop's clock jump forward when every task is blocked?"""
     if "trio" in anyio.lowlevel.current_token().backend_class.__module__:
-        return True  # the conftest fixtures always give trio a MockClock
+        import trio.lowlevel
+        from trio.testing import MockClock
+
+        return isinstance(trio.lowlevel.current_clock(), MockClock)
     import async_solipsism
 
     return isinstance(asyncio.get_running_loop(), async_solipsism.EventLoop)
@@ -221,3 +231,47 @@ def hang_guard() -> float:
     straight to it, so it lies far beyond any scenario's virtual duration;
     in real time (asyncio, uvloop) it is a generous few seconds."""
     return 100_000.0 if is_virtual() else 5.0
+
+
+# --------------------------------------------------------------------------
+# Checking what happened
+# --------------------------------------------------------------------------
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield exc
+
+
+def assert_only(raised: BaseException, expected: BaseException) -> None:
+    """`raised` is `expected` itself, or a group whose sole leaf is `expected`.
+
+    docs/semantics.md ("Exceptions") says a task's BaseException propagates
+    out of the ``async with`` block, not whether it comes wrapped in an
+    ExceptionGroup; either way nothing else may ride along with it.
+    """
+    leaves = list(_leaves(raised))
+    assert len(leaves) == 1, repr(raised)
+    assert leaves[0] is expected, repr(raised)
+
+
+class Gauge:
+    """Counts how many gated tasks are inside their critical section."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.peak = 0
+        self.entered: list[int] = []
+
+    async def gated(self, release: anyio.Event, i: int) -> int:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.entered.append(i)
+        try:
+            await release.wait()
+        finally:
+            self.active -= 1
+        return i

@@ -2,7 +2,8 @@
 
 It runs in a subprocess, as the README's command runs it, on a small
 scenario. The scenario is drawn from the seed before anything runs, so the
-counts (not the times) must be the same on every backend.
+counts (not the times) must be the same on every backend (docs/getting-started.md,
+"Watch it work").
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """AsyncFuture: result/timeout, state queries, cancel, callbacks, loops, gc.
 
-SPEC section pinned here: "AsyncFuture", plus the unretrieved-exception rule
-of "What tasks raise".
+The rules pinned here are stated in docs/guide.md, "Futures", and
+docs/semantics.md, "Cancellation", "Timeouts", "Done callbacks" and
+"Exceptions" (the very same exception object; a failure nobody read is
+logged when the future is garbage-collected).
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def states(fut: AsyncFuture[Any]) -> tuple[bool, bool, bool]:
 
 
 async def test_result_and_await_return_the_value() -> None:
-    """SPEC: `await fut.result()` gives the value; `await fut` is the same."""
+    """`await fut.result()` gives the value; `await fut` is the same
+    (docs/guide.md, "Futures")."""
     async with AsyncExecutor(max_workers=2) as ex:
         fut = ex.submit(double, 21)
         assert await fut.result() == 42
@@ -88,7 +91,8 @@ async def test_result_and_await_return_the_value() -> None:
 
 
 async def test_result_reraises_the_tasks_own_exception_object() -> None:
-    """SPEC: result() re-raises the task's own exception object."""
+    """result() raises the very same exception object the task raised
+    (docs/semantics.md, "Exceptions")."""
     boom = Boom("own")
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(fail_with, boom)
@@ -101,8 +105,9 @@ async def test_result_reraises_the_tasks_own_exception_object() -> None:
 
 
 async def test_cancelled_future_raises_antflow_cancellederror() -> None:
-    """SPEC: result() on a cancelled future raises antflow.CancelledError, a
-    concurrent.futures.CancelledError and never the backend's cancellation."""
+    """result() on a cancelled future raises antflow.CancelledError, a
+    concurrent.futures.CancelledError, never the backend's cancellation
+    (docs/semantics.md, "Cancellation")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         ex.submit(gate)
@@ -119,8 +124,9 @@ async def test_cancelled_future_raises_antflow_cancellederror() -> None:
 
 
 async def test_timeout_raises_builtin_timeouterror_and_task_keeps_running() -> None:
-    """SPEC: on timeout result() raises the builtin TimeoutError (never
-    trio.TooSlowError) and the task keeps running."""
+    """On timeout result() raises the builtin TimeoutError (never
+    trio.TooSlowError) and the task keeps running (docs/semantics.md,
+    "Timeouts")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(gate, "late")
@@ -135,7 +141,8 @@ async def test_timeout_raises_builtin_timeouterror_and_task_keeps_running() -> N
 
 
 async def test_timeout_zero_on_pending_future_times_out() -> None:
-    """SPEC: timeout=0 on a pending future raises TimeoutError at once."""
+    """timeout=0 on a pending future raises TimeoutError at once
+    (docs/semantics.md, "Timeouts"; docs/guide.md, "Waiting with a timeout")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(gate)
@@ -147,8 +154,8 @@ async def test_timeout_zero_on_pending_future_times_out() -> None:
 
 @pytest.mark.parametrize("timeout", [math.nan, -1, -0.001, -math.inf])
 async def test_nan_or_negative_timeout_is_valueerror(timeout: float) -> None:
-    """SPEC: a NaN or negative timeout is a ValueError, naming the argument;
-    the task is unaffected."""
+    """A NaN or negative timeout is a ValueError, naming the argument; the
+    task is unaffected (docs/semantics.md, "Timeouts")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(gate, 1)
@@ -164,7 +171,8 @@ async def test_nan_or_negative_timeout_is_valueerror(timeout: float) -> None:
     "value", [None, 0, 0.0, "", b"", False, [], {}, ()], ids=lambda v: repr(v)
 )
 async def test_falsy_results_come_back_as_they_are(value: Any) -> None:
-    """SPEC: falsy results (None, 0, "") come back as they are."""
+    """The return value comes back as it is, a falsy one (None, 0, "")
+    included (docs/guide.md, "Futures")."""
 
     async def give() -> Any:
         return value
@@ -179,8 +187,8 @@ async def test_falsy_results_come_back_as_they_are(value: Any) -> None:
 
 
 async def test_falsy_exception_comes_back_as_it_is() -> None:
-    """SPEC: a falsy exception object is stored and re-raised as it is, and
-    exception() returns it (not None)."""
+    """A falsy exception object is stored and raised again as it is, and
+    exception() returns it, not None (docs/semantics.md, "Exceptions")."""
     falsy = FalsyError("falsy")
     assert not falsy
     seen: list[BaseException | None] = []
@@ -196,7 +204,8 @@ async def test_falsy_exception_comes_back_as_it_is() -> None:
 
 
 async def test_falsy_exception_is_retried() -> None:
-    """SPEC: every Exception is retried, a falsy one included."""
+    """Every Exception is retried, a falsy one included (docs/guide.md,
+    "Retries")."""
     attempts: list[int] = []
     last = FalsyError("last")
 
@@ -216,8 +225,9 @@ async def test_falsy_exception_is_retried() -> None:
 
 
 async def test_state_queries_through_the_life_cycle() -> None:
-    """SPEC: done(), cancelled(), running() are plain booleans tracking the
-    life cycle: queued, running, finished."""
+    """done(), cancelled() and running() are plain booleans that follow the
+    life of a task: queued, running, finished (docs/semantics.md,
+    "The life of a task"; docs/guide.md, "Futures")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         running = ex.submit(gate, "r")
@@ -233,7 +243,8 @@ async def test_state_queries_through_the_life_cycle() -> None:
 
 
 async def test_exception_is_synchronous_and_none_while_pending() -> None:
-    """SPEC: exception() is synchronous and returns None while not done."""
+    """exception() never waits, and returns None while not done
+    (docs/guide.md, "Futures")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         running = ex.submit(gate)
@@ -245,8 +256,8 @@ async def test_exception_is_synchronous_and_none_while_pending() -> None:
 
 
 async def test_exception_after_success_failure_and_cancel() -> None:
-    """SPEC: exception() is None after success, the exception after failure,
-    and raises antflow.CancelledError if cancelled."""
+    """exception() is None after success, the exception after failure, and
+    raises antflow.CancelledError if cancelled (docs/guide.md, "Futures")."""
     boom = Boom()
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
@@ -272,7 +283,8 @@ async def test_exception_after_success_failure_and_cancel() -> None:
 
 
 async def test_cancel_queued_task_never_starts() -> None:
-    """SPEC: cancel() on a queued task returns True and it never starts."""
+    """cancel() on a queued task returns True and the task never starts
+    (docs/semantics.md, "Cancellation")."""
     gate = Gate()
     calls: list[int] = []
 
@@ -291,9 +303,9 @@ async def test_cancel_queued_task_never_starts() -> None:
 
 
 async def test_cancel_running_task_through_its_cancel_scope() -> None:
-    """SPEC: cancel() on a running task cancels it through its cancel scope;
-    its future ends cancelled, its finally block ran, and the freed worker
-    takes the next task."""
+    """cancel() on a running task cancels its cancel scope; its future ends
+    cancelled, its finally block ran, and the freed worker takes the next
+    task (docs/semantics.md, "Cancellation")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         running = ex.submit(gate)
@@ -309,7 +321,8 @@ async def test_cancel_running_task_through_its_cancel_scope() -> None:
 
 
 async def test_cancel_finished_or_failed_returns_false() -> None:
-    """SPEC: cancel() is False if the future is already done."""
+    """cancel() is False on a future with a result or an exception
+    (docs/semantics.md, "Cancellation")."""
     async with AsyncExecutor(max_workers=1) as ex:
         ok = ex.submit(double, 3)
         bad = ex.submit(fail_with, Boom())
@@ -322,7 +335,8 @@ async def test_cancel_finished_or_failed_returns_false() -> None:
 
 
 async def test_cancel_already_cancelled_returns_true() -> None:
-    """API decision (concurrent.futures): cancel() on a cancelled future is True."""
+    """cancel() on a cancelled future returns True, as concurrent.futures
+    does (docs/semantics.md, "Cancellation")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         ex.submit(gate)
@@ -334,8 +348,9 @@ async def test_cancel_already_cancelled_returns_true() -> None:
 
 
 async def test_cancelled_task_that_swallows_cancellation_ends_cancelled() -> None:
-    """API decision: a running task cancelled via cancel() ends cancelled even
-    if it swallowed the cancellation and returned a value."""
+    """A running task cancelled by cancel() ends cancelled even if it caught
+    the cancellation and returned a value (docs/semantics.md,
+    "Cancellation")."""
     started = anyio.Event()
 
     async def stubborn() -> str:
@@ -356,9 +371,10 @@ async def test_cancelled_task_that_swallows_cancellation_ends_cancelled() -> Non
 
 
 async def test_a_cancelled_task_still_runs_until_its_cleanup_is_done() -> None:
-    """API decision: cancel() on a running task returns True at once, but the
-    future stays running (not done) while the task's shielded cleanup runs;
-    cancel() again is True, and the worker takes the next task only after."""
+    """cancel() on a running task returns True at once, but the future stays
+    running (not done) while the task's shielded cleanup runs; cancel() again
+    is True, and the worker takes the next task only after
+    (docs/semantics.md, "Cancellation")."""
     cleanup_started, finish_cleanup = anyio.Event(), anyio.Event()
 
     async def with_cleanup() -> None:
@@ -393,8 +409,9 @@ async def test_a_cancelled_task_still_runs_until_its_cleanup_is_done() -> None:
 
 
 async def test_done_callbacks_run_once_in_order_when_final() -> None:
-    """SPEC: add_done_callback(fn): fn(future) runs once when the future is
-    final; several callbacks run in registration order."""
+    """add_done_callback(fn): fn(future) runs once, when the future is final;
+    several callbacks run in the order they were added (docs/semantics.md,
+    "Done callbacks"; docs/guide.md, "Futures")."""
     gate = Gate()
     calls: list[tuple[str, AsyncFuture[Any], bool]] = []
     async with AsyncExecutor(max_workers=1) as ex:
@@ -410,8 +427,8 @@ async def test_done_callbacks_run_once_in_order_when_final() -> None:
 
 
 async def test_done_callback_on_final_future_runs_at_once() -> None:
-    """SPEC: add_done_callback on a future that is already final runs fn at
-    once, for results, failures and cancellations alike."""
+    """add_done_callback on a future that is already final runs fn at once,
+    for results, failures and cancellations alike (docs/guide.md, "Futures")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         ok = ex.submit(double, 1)
@@ -430,7 +447,8 @@ async def test_done_callback_on_final_future_runs_at_once() -> None:
 
 
 async def test_done_callback_sees_cancellation_of_queued_and_running() -> None:
-    """SPEC: callbacks run when the future becomes final by cancellation too."""
+    """Callbacks run when the future becomes final by cancellation too
+    (docs/guide.md, "Futures")."""
     gate = Gate()
     seen: list[tuple[str, bool]] = []
     async with AsyncExecutor(max_workers=1) as ex:
@@ -446,8 +464,8 @@ async def test_done_callback_sees_cancellation_of_queued_and_running() -> None:
 
 
 async def test_remove_done_callback_returns_count_and_prevents_call() -> None:
-    """API: remove_done_callback(fn) removes every registration of fn and
-    returns how many there were."""
+    """remove_done_callback(fn) removes every registration of fn and returns
+    how many there were (docs/semantics.md, "Done callbacks")."""
     gate = Gate()
     calls: list[str] = []
 
@@ -471,8 +489,9 @@ async def test_remove_done_callback_returns_count_and_prevents_call() -> None:
 async def test_raising_callback_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SPEC: an exception in a done callback is logged (logger 'antflow'),
-    never raised into the executor; later callbacks and other work go on."""
+    """A done callback that raises is logged by the `antflow` logger and
+    otherwise ignored; later callbacks and other work go on
+    (docs/semantics.md, "Exceptions")."""
     caplog.set_level(logging.ERROR, logger="antflow")
     oops = ValueError("callback-oops-marker")
     later: list[str] = []
@@ -498,8 +517,9 @@ async def test_raising_callback_is_logged_not_raised(
 async def test_raising_callback_on_final_future_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SPEC: a callback added to a final future runs at once; if it raises,
-    the error is logged, not raised from add_done_callback."""
+    """A callback added to a final future runs at once; if it raises, the
+    error is logged, not raised from add_done_callback (docs/semantics.md,
+    "Exceptions"; docs/guide.md, "Futures")."""
     caplog.set_level(logging.ERROR, logger="antflow")
     oops = RuntimeError("late-callback-marker")
 
@@ -523,8 +543,8 @@ async def test_raising_callback_on_final_future_is_logged_not_raised(
 
 @pytest.mark.parametrize("how", ["result", "await"])
 async def test_cancelling_the_waiter_does_not_cancel_the_task(how: str) -> None:
-    """SPEC: awaiting a result never cancels the task: cancelling the waiter
-    cancels only the wait."""
+    """Waiting never cancels: cancelling the task that awaits a result ends
+    only the wait (docs/semantics.md, "Cancellation")."""
     gate = Gate()
     async with AsyncExecutor(max_workers=1) as ex:
         fut = ex.submit(gate, "kept")
@@ -549,7 +569,8 @@ async def test_cancelling_the_waiter_does_not_cancel_the_task(how: str) -> None:
 
 
 async def test_many_waiters_all_get_the_value() -> None:
-    """SPEC: several tasks awaiting one future all get its value."""
+    """Several tasks awaiting one future all get its value (docs/guide.md,
+    "Futures")."""
     gate = Gate()
     got: list[Any] = []
     async with AsyncExecutor(max_workers=1) as ex:
@@ -577,9 +598,10 @@ async def test_many_waiters_all_get_the_value() -> None:
 async def test_awaiting_pending_future_from_another_loop_raises_at_once(
     other_backend: str, how: str
 ) -> None:
-    """SPEC: awaiting a still-pending future from another event loop (another
-    anyio.run in another thread) raises RuntimeError at once; it never hangs,
-    and the task is unaffected."""
+    """Awaiting a pending future from another event loop (another anyio.run
+    in another thread) raises RuntimeError at once rather than hanging; the
+    task is unaffected (docs/semantics.md, "Shutdown",
+    "One executor, one loop, one use")."""
     gate = Gate()
 
     async def other_loop(fut: AsyncFuture[Any]) -> BaseException | None:
@@ -609,10 +631,11 @@ async def test_awaiting_pending_future_from_another_loop_raises_at_once(
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_future_escaping_its_loop_is_final_and_never_hangs(backend: str) -> None:
-    """SPEC: a future from one anyio.run (manual executor left running when
-    the loop ends) is final afterwards; awaiting it in a second anyio.run
-    raises at once (it was cancelled, or belongs to another loop), never
-    hangs."""
+    """A future of a manual executor left running when its event loop ends is
+    final afterwards (docs/semantics.md, "What happens to every future");
+    awaiting it in a second anyio.run raises at once (it was cancelled, or
+    belongs to another loop), never hangs (docs/semantics.md, "Shutdown",
+    "One executor, one loop, one use")."""
     box: list[AsyncFuture[Any]] = []
 
     async def first() -> None:
@@ -659,8 +682,9 @@ def _antflow_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord
 async def test_unretrieved_exception_is_logged_on_gc(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SPEC: a failed future whose exception is never retrieved is reported
-    through logging when garbage-collected, as asyncio does."""
+    """A failed future whose exception was never retrieved is logged by the
+    `antflow` logger when it is garbage-collected, as asyncio does
+    (docs/semantics.md, "Exceptions", "Nobody read it")."""
     caplog.set_level(logging.DEBUG, logger="antflow")
 
     async def fail() -> None:
@@ -699,7 +723,9 @@ async def _retrieve_exception(fut: AsyncFuture[Any]) -> None:
 async def test_retrieved_exception_is_not_logged(
     caplog: pytest.LogCaptureFixture, handle: Callable[[AsyncFuture[Any]], Any]
 ) -> None:
-    """SPEC: only a never-retrieved exception is reported on gc."""
+    """Only an exception nobody retrieved (by awaiting, result() or
+    exception()) is reported on gc (docs/semantics.md, "Exceptions",
+    "Nobody read it")."""
     caplog.set_level(logging.DEBUG, logger="antflow")
 
     async def fail() -> None:
@@ -713,7 +739,8 @@ async def test_retrieved_exception_is_not_logged(
 async def test_success_and_cancel_are_not_logged_on_gc(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SPEC: the gc report is for failed futures only."""
+    """The gc report is for failed futures only (docs/semantics.md,
+    "Exceptions", "Nobody read it")."""
     caplog.set_level(logging.DEBUG, logger="antflow")
 
     async def nothing(fut: AsyncFuture[Any]) -> None:
@@ -735,16 +762,14 @@ async def test_success_and_cancel_are_not_logged_on_gc(
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact elapsed times on asyncio (async_solipsism) and trio (MockClock)."""
 
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
-
     async def test_timeout_expires_exactly_and_task_goes_on(self) -> None:
-        """SPEC: result(timeout) raises TimeoutError after `timeout` seconds;
-        the task keeps running and later delivers its value."""
+        """result(timeout) raises TimeoutError after `timeout` seconds; the
+        task keeps running and later delivers its value (docs/semantics.md,
+        "Timeouts")."""
 
         async def slow() -> str:
             await anyio.sleep(10)
@@ -764,8 +789,9 @@ class TestVirtualTime:
     async def test_final_future_returns_at_once_whatever_the_timeout(
         self, timeout: float | None
     ) -> None:
-        """SPEC: on a future that is already final, any timeout (0 included)
-        returns at once: result, exception and cancellation alike."""
+        """On a future that is already final, any timeout (0 included)
+        returns at once: result, exception and cancellation alike
+        (docs/semantics.md, "Timeouts")."""
         gate = Gate()
         boom = Boom()
         async with AsyncExecutor(max_workers=1) as ex:
@@ -786,7 +812,8 @@ class TestVirtualTime:
         assert anyio.current_time() == start
 
     async def test_timeout_zero_on_pending_takes_no_time(self) -> None:
-        """SPEC: timeout=0 on a pending future: TimeoutError without waiting."""
+        """timeout=0 on a pending future: TimeoutError without waiting
+        (docs/semantics.md, "Timeouts")."""
 
         async def slow() -> None:
             await anyio.sleep(10)
@@ -800,8 +827,8 @@ class TestVirtualTime:
             assert not fut.done()
 
     async def test_cancelled_waiter_leaves_the_task_to_finish(self) -> None:
-        """SPEC: a waiter cancelled by a deadline stops waiting; the task
-        finishes on its own schedule."""
+        """A waiter cancelled by a deadline stops waiting; the task finishes
+        on its own schedule (docs/semantics.md, "Cancellation")."""
 
         async def slow() -> str:
             await anyio.sleep(10)

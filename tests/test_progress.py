@@ -1,19 +1,21 @@
-"""progress= on map and map_iter (issue 6, "Progress").
+"""progress= on map and map_iter.
 
-Rules pinned here, from the issue:
+Rules pinned here, from docs/guide.md, "Progress":
 
 * A callable ``progress(done, total)`` is called after each finished item,
   with ``total`` the input length when it is known, else None.
 * ``progress=True`` draws a bar on stderr: rich's when ``antflow[progress]``
   is installed, a plain fallback otherwise; nothing garbled when stderr is
   not a terminal.
-* Any other ``progress`` value is a ``TypeError`` at the call.
+* Any other ``progress`` value is a ``TypeError`` at the call
+  (docs/semantics.md, "Exceptions").
+* "Finished" means ended with a result or an exception: cancelled items are
+  not counted, so ``done`` never passes ``total``.
+* The plain bar writes a whole line at each tenth of the way when stderr is
+  not a terminal, and redraws one line with ``\\r`` on a terminal.
 
-Decisions pinned (from antflow/_progress.py's docs): "finished" means ended
-with a result or an exception (cancelled items are not counted, so ``done``
-never passes ``total``); the plain bar writes a whole line at each tenth of
-the way when stderr is not a terminal, and redraws one line with ``\\r`` on
-a terminal.
+A progress callback that raises is in faults/test_features_meet.py
+(docs/semantics.md, "Nothing swallowed").
 """
 
 from __future__ import annotations

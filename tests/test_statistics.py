@@ -1,6 +1,7 @@
-"""AsyncExecutor.statistics() (issue 6, "Statistics").
+"""AsyncExecutor.statistics().
 
-Rules pinned here, from the issue and API.md:
+Rules pinned here, from docs/guide.md, "Statistics", and the
+``ExecutorStatistics`` docstring (docs/api.md, "Limits and counters"):
 
 * ``statistics()`` returns a frozen dataclass ``ExecutorStatistics`` with
   ``max_workers, submitted, queued, running, succeeded, failed, cancelled,
@@ -127,7 +128,7 @@ class Gate:
 # --------------------------------------------------------------------------
 
 
-async def test_statistics_is_a_frozen_dataclass_with_the_issue_fields() -> None:
+async def test_statistics_is_a_frozen_dataclass_with_the_documented_fields() -> None:
     async with AsyncExecutor(max_workers=3) as ex:
         s = ex.statistics()
         assert type(s) is ExecutorStatistics
@@ -306,8 +307,8 @@ async def test_retry_back_off_counts_as_running() -> None:
 
 
 async def test_retry_waiting_for_its_semaphore_again_counts_as_queued() -> None:
-    """API.md: a retry re-waiting for its semaphore is queued (it has left its
-    worker)."""
+    """A retry waiting for its semaphore again is queued: it has left its
+    worker (docs/api.md, ExecutorStatistics.queued)."""
     gate = Gate()
     limiter = anyio.CapacityLimiter(1)
     attempts: list[str] = []
@@ -400,7 +401,7 @@ async def _scripted_run(seed: int, observe: Any) -> None:
     gate = Gate()
     semaphore = anyio.CapacityLimiter(2)
     # A round period keeps the bucket arithmetic exact on a real clock (see
-    # test_rate_limit.py); the counts are compared with the futures, so a
+    # test_rate.py); the counts are compared with the futures, so a
     # token arriving mid-script changes nothing.
     limiter = RateLimiter(1, per=4.0, burst=3)
     futures: list[AsyncFuture[Any]] = []

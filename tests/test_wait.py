@@ -1,13 +1,13 @@
 """as_completed() and wait().
 
-SPEC sections pinned here: "as_completed(futures, timeout=None) -> async
-iterator of futures" and "wait(futures, timeout=None,
-return_when=WaitStrategy.ALL_COMPLETED)", plus "Bad input and faults" for the
-arguments. Where SPEC is silent (what a timeout does to the futures, futures
-of several executors) the tests pin what concurrent.futures does.
+The rules pinned here are stated in docs/guide.md, "Processing results as
+they complete" and "Waiting for a set of futures", and docs/semantics.md,
+"Timeouts" (one deadline for the whole iteration; the futures keep running)
+and "Exceptions" (misuse is reported at the call). Where docs/ is silent
+(futures of several executors) the tests pin what concurrent.futures does.
 
 Ordering is driven by per-task ``anyio.Event``s; timing assertions live only in
-``TestVirtualTime`` (async_solipsism / trio MockClock).
+``TestVirtualTime`` (``@pytest.mark.virtual_time``).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ async def failing(exc: BaseException) -> Any:
 async def test_as_completed_yields_futures_in_completion_order(
     order: tuple[int, ...],
 ) -> None:
-    """SPEC as_completed: each future yielded in completion order."""
+    """as_completed yields the futures as they finish (docs/guide.md,
+    "Processing results as they complete")."""
     probe = Probe()
     yielded: list[AsyncFuture[Any]] = []
     with anyio.fail_after(HANG_GUARD):
@@ -130,8 +131,9 @@ async def test_as_completed_yields_futures_in_completion_order(
 
 
 async def test_as_completed_yields_already_finished_futures_first() -> None:
-    """SPEC as_completed: already-finished ones first (before any pending
-    one, whatever their input position)."""
+    """as_completed yields those already finished first, before any pending
+    one, whatever their input position (docs/guide.md,
+    "Processing results as they complete")."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=4) as ex:
@@ -157,8 +159,8 @@ async def test_as_completed_yields_already_finished_futures_first() -> None:
 
 
 async def test_as_completed_yields_each_distinct_future_exactly_once() -> None:
-    """SPEC as_completed: each distinct future exactly once, duplicates in the
-    input included (done and pending duplicates alike)."""
+    """A future passed twice is yielded once, done and pending duplicates
+    alike (docs/guide.md, "Processing results as they complete")."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=2) as ex:
@@ -182,14 +184,16 @@ async def test_as_completed_yields_each_distinct_future_exactly_once() -> None:
 
 
 async def test_as_completed_of_nothing_yields_nothing() -> None:
-    """SPEC as_completed: an empty input is an empty iteration."""
+    """An empty input is an empty iteration (docs/guide.md,
+    "Processing results as they complete")."""
     async with AsyncExecutor(max_workers=1) as ex:
         assert [f async for f in ex.as_completed([])] == []
 
 
 async def test_as_completed_yields_failed_and_cancelled_futures_too() -> None:
-    """SPEC as_completed: a future is "completed" whatever its final state:
-    result, exception or cancelled."""
+    """A future "finishes" whatever its final state: result, exception or
+    cancelled (docs/guide.md, "Processing results as they complete";
+    docs/semantics.md, "The life of a task")."""
     probe = Probe()
     boom = KeyError("boom")
     probe.errors = {1: boom}
@@ -219,8 +223,9 @@ async def test_as_completed_yields_failed_and_cancelled_futures_too() -> None:
 
 
 async def test_leaving_as_completed_early_leaves_the_futures_alone() -> None:
-    """SPEC as_completed: iterating never cancels the futures (as in
-    concurrent.futures); a break leaves the others running to completion."""
+    """Iterating never cancels the futures, as in concurrent.futures: a break
+    leaves the others running to completion. docs/ says so for a timeout
+    (docs/semantics.md, "Timeouts"), not for a break."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=3) as ex:
@@ -238,8 +243,9 @@ async def test_leaving_as_completed_early_leaves_the_futures_alone() -> None:
 
 
 async def test_as_completed_and_wait_accept_futures_of_several_executors() -> None:
-    """concurrent.futures' as_completed/wait take futures of any executor; so do
-    these (SPEC: what a careful concurrent.futures user expects)."""
+    """concurrent.futures' as_completed and wait take futures of any
+    executor; so do these. docs/ does not say so: pinned as what a
+    concurrent.futures user expects."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with (
@@ -262,8 +268,9 @@ async def test_as_completed_and_wait_accept_futures_of_several_executors() -> No
 
 
 async def test_as_completed_rejects_non_futures_at_the_call() -> None:
-    """SPEC bad input: a clear error at the call that made it, naming the
-    argument: as_completed is a plain call and checks its futures at once."""
+    """Misuse is reported at the call that made it, naming the argument
+    (docs/semantics.md, "Exceptions"): as_completed is a plain call and
+    checks its futures at once."""
     async with AsyncExecutor(max_workers=1) as ex:
         with pytest.raises(TypeError, match="futures"):
             ex.as_completed([object()])  # type: ignore[list-item]
@@ -277,8 +284,9 @@ async def test_as_completed_rejects_non_futures_at_the_call() -> None:
 
 
 async def test_wait_default_waits_for_all_and_partitions_distinct_futures() -> None:
-    """SPEC wait: default ALL_COMPLETED returns when all are done; (done,
-    pending) partition the distinct inputs (duplicates collapse)."""
+    """wait's default, ALL_COMPLETED, returns when every future is done;
+    (done, pending) split the distinct futures passed (duplicates collapse)
+    (docs/guide.md, "Waiting for a set of futures")."""
     probe = Probe()
     out: dict[str, Any] = {}
     with anyio.fail_after(HANG_GUARD):
@@ -303,14 +311,16 @@ async def test_wait_default_waits_for_all_and_partitions_distinct_futures() -> N
 
 
 async def test_wait_on_no_futures_returns_two_empty_sets() -> None:
-    """SPEC wait: the partition of nothing, at once, whatever the strategy."""
+    """The split of nothing, at once, whatever the strategy (docs/guide.md,
+    "Waiting for a set of futures")."""
     async with AsyncExecutor(max_workers=1) as ex:
         for strategy in WaitStrategy:
             assert await ex.wait([], return_when=strategy) == (set(), set())
 
 
 async def test_wait_first_completed_returns_as_soon_as_one_is_done() -> None:
-    """SPEC wait FIRST_COMPLETED: returns as soon as one is done."""
+    """FIRST_COMPLETED returns as soon as one future is done (docs/guide.md,
+    "Waiting for a set of futures")."""
     probe = Probe()
     out: dict[str, Any] = {}
     with anyio.fail_after(HANG_GUARD):
@@ -339,7 +349,8 @@ async def test_wait_first_completed_returns_as_soon_as_one_is_done() -> None:
 
 
 async def test_wait_first_completed_with_one_already_done_returns_at_once() -> None:
-    """SPEC wait FIRST_COMPLETED: a future already done at the call counts."""
+    """FIRST_COMPLETED: a future already done at the call counts
+    (docs/guide.md, "Waiting for a set of futures")."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=2) as ex:
@@ -353,8 +364,9 @@ async def test_wait_first_completed_with_one_already_done_returns_at_once() -> N
 
 
 async def test_wait_first_exception_ignores_success_and_cancellation() -> None:
-    """SPEC wait FIRST_EXCEPTION: returns as soon as one has *failed*; a
-    success does not count, and cancelled is not an exception."""
+    """FIRST_EXCEPTION returns as soon as one future has failed; a success
+    does not count, and a cancelled future is not a failure (docs/guide.md,
+    "Waiting for a set of futures")."""
     probe = Probe()
     probe.errors = {2: OSError("fails")}
     out: dict[str, Any] = {}
@@ -387,8 +399,8 @@ async def test_wait_first_exception_ignores_success_and_cancellation() -> None:
 
 
 async def test_wait_first_exception_without_failure_returns_when_all_done() -> None:
-    """SPEC wait FIRST_EXCEPTION: if none fails, it returns when all are done
-    (a cancelled one included)."""
+    """FIRST_EXCEPTION: if none fails, it returns when every future is done,
+    a cancelled one included (docs/guide.md, "Waiting for a set of futures")."""
     probe = Probe()
     out: dict[str, Any] = {}
     with anyio.fail_after(HANG_GUARD):
@@ -414,7 +426,8 @@ async def test_wait_first_exception_without_failure_returns_when_all_done() -> N
 async def test_wait_first_exception_with_an_already_failed_future_returns_at_once() -> (
     None
 ):
-    """SPEC wait FIRST_EXCEPTION: a future that already failed at the call counts."""
+    """FIRST_EXCEPTION: a future that already failed at the call counts
+    (docs/guide.md, "Waiting for a set of futures")."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=2) as ex:
@@ -440,13 +453,13 @@ async def test_wait_first_exception_with_an_already_failed_future_returns_at_onc
 async def test_wait_strategies_and_their_spellings(
     strategy: WaitStrategy, spelling: Callable[[WaitStrategy], Any]
 ) -> None:
-    """SPEC wait: FIRST_COMPLETED / FIRST_EXCEPTION / ALL_COMPLETED, each also
-    given as a concurrent.futures constant or its string.
+    """FIRST_COMPLETED, FIRST_EXCEPTION and ALL_COMPLETED, each also given as a
+    concurrent.futures constant or its string (docs/guide.md,
+    "Waiting for a set of futures").
 
     Script: one future done already; then b fails; then c succeeds.
     FIRST_COMPLETED returns at step 0, FIRST_EXCEPTION at step 1,
-    ALL_COMPLETED at step 2.
-    """
+    ALL_COMPLETED at step 2."""
     return_when = spelling(strategy)
     probe = Probe()
     probe.errors = {"b": LookupError("b")}
@@ -483,8 +496,8 @@ async def test_wait_strategies_and_their_spellings(
 
 
 def test_wait_strategy_values_are_the_concurrent_futures_names() -> None:
-    """API.md: WaitStrategy values are the strings of the same name, which are
-    the concurrent.futures constants."""
+    """WaitStrategy's values are the names of the concurrent.futures
+    constants, which are those constants (docs/api.md, WaitStrategy)."""
     assert [s.value for s in WaitStrategy] == [s.name for s in WaitStrategy]
     for s in WaitStrategy:
         assert getattr(cf, s.name) == s.value
@@ -495,7 +508,8 @@ def test_wait_strategy_values_are_the_concurrent_futures_names() -> None:
 async def test_wait_rejects_an_unknown_return_when_naming_the_argument(
     bad: str,
 ) -> None:
-    """SPEC bad input: a clear error naming the argument (return_when)."""
+    """A bad return_when is an error at the call, naming the argument
+    (docs/semantics.md, "Exceptions")."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=1) as ex:
@@ -509,8 +523,8 @@ async def test_wait_rejects_an_unknown_return_when_naming_the_argument(
 
 
 async def test_cancelling_a_wait_leaves_its_futures_running() -> None:
-    """SPEC AsyncFuture: awaiting never cancels the task; cancelling the waiter
-    cancels only the wait (here: wait and as_completed)."""
+    """Waiting never cancels: cancelling the task that waits ends only the
+    wait, here in wait and as_completed (docs/semantics.md, "Cancellation")."""
     probe = Probe()
     with anyio.fail_after(HANG_GUARD):
         async with AsyncExecutor(max_workers=2) as ex:
@@ -545,19 +559,17 @@ async def sleep_then(delay: float, value: Any = None) -> Any:
     return value
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact elapsed times, on async_solipsism (asyncio) and trio's MockClock."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     async def test_as_completed_timeout_is_one_deadline_for_the_whole_iteration(
         self,
     ) -> None:
-        """SPEC as_completed: timeout is one deadline for the whole iteration,
-        measured from the call (time the consumer spends in the loop body
-        counts); expiry raises TimeoutError and leaves the futures running."""
+        """as_completed's timeout is one deadline for the whole iteration,
+        counted from its first step (here right at the call), so time the
+        consumer spends in the loop body counts; expiry raises TimeoutError
+        and leaves the futures running (docs/semantics.md, "Timeouts")."""
         async with AsyncExecutor(max_workers=3) as ex:
             f1 = ex.submit(sleep_then, 1.0, 1)
             f2 = ex.submit(sleep_then, 2.0, 2)
@@ -577,8 +589,10 @@ class TestVirtualTime:
             assert anyio.current_time() - t0 == pytest.approx(10.0, abs=1e-9)
 
     async def test_as_completed_timeout_spares_already_finished_futures(self) -> None:
-        """SPEC as_completed: already-finished ones come first, so even timeout=0
-        yields every finished future before raising for the rest."""
+        """Already-finished futures come first, so even timeout=0 yields
+        every finished future before raising for the rest (docs/guide.md,
+        "Processing results as they complete"; docs/semantics.md,
+        "Timeouts")."""
         async with AsyncExecutor(max_workers=2) as ex:
             done = ex.submit(sleep_then, 0.0, "done")
             assert await done == "done"
@@ -597,8 +611,9 @@ class TestVirtualTime:
             assert set(yielded) == {done, slow}
 
     async def test_wait_all_completed_timeout_raises_timeout_error(self) -> None:
-        """SPEC wait timeout: ALL_COMPLETED (the default) raises TimeoutError at
-        the deadline; the futures keep running."""
+        """wait's timeout: ALL_COMPLETED (the default) raises TimeoutError at
+        the deadline; the futures keep running (docs/semantics.md,
+        "Timeouts")."""
         async with AsyncExecutor(max_workers=2) as ex:
             fast = ex.submit(sleep_then, 1.0, "fast")
             slow = ex.submit(sleep_then, 5.0, "slow")
@@ -622,8 +637,9 @@ class TestVirtualTime:
     async def test_wait_other_strategies_return_the_partition_at_the_deadline(
         self, strategy: WaitStrategy
     ) -> None:
-        """SPEC wait timeout: FIRST_COMPLETED / FIRST_EXCEPTION return the
-        partition as it stands at the deadline, without raising."""
+        """wait's timeout: FIRST_COMPLETED and FIRST_EXCEPTION return the
+        split as it stands at the deadline, without raising
+        (docs/semantics.md, "Timeouts")."""
         async with AsyncExecutor(max_workers=3) as ex:
             a = ex.submit(sleep_then, 4.0, "a")
             b = ex.submit(sleep_then, 5.0, "b")
@@ -644,7 +660,8 @@ class TestVirtualTime:
             assert await b == "b"
 
     async def test_wait_returns_before_the_deadline_when_satisfied(self) -> None:
-        """SPEC wait: the timeout is only an upper bound."""
+        """wait's timeout is only an upper bound (docs/semantics.md,
+        "Timeouts")."""
         async with AsyncExecutor(max_workers=2) as ex:
             a = ex.submit(sleep_then, 1.0)
             b = ex.submit(sleep_then, 2.0)

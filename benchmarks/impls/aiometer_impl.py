@@ -1,8 +1,9 @@
 """Baseline: aiometer 1.0 with ``max_at_once`` as the pool size.
 
 aiometer starts one task per item once a slot is free. ``run_all`` is its
-ordered map, ``amap`` its stream in completion order. ``amap`` wants a
-``Sequence``, so workload c hands it a lazy ``range`` rather than a generator.
+ordered map, ``amap`` its stream in completion order (so it runs cu, not c).
+``amap`` wants a ``Sequence``, so cu hands it a lazy ``range`` rather than a
+generator.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ async def as_completed(t: Tasks, n: int, workers: int) -> dict[str, float]:
     return {}
 
 
-async def map_iter(t: Tasks, n: int, workers: int) -> dict[str, float]:
+async def map_iter_unordered(t: Tasks, n: int, workers: int) -> dict[str, float]:
     count = total = 0
     async with aiometer.amap(t.checkpoint, range(n), max_at_once=workers) as results:
         async for result in results:

@@ -3,7 +3,9 @@
 The same code runs this repository's antflow and AntFlow 0.10 from PyPI (in its
 own venv, since both are imported as ``antflow``): both offer ``AsyncExecutor``
 with ``submit``, ``map``, ``map_iter`` and ``as_completed`` and a
-``semaphore=`` option, and nothing else of either is used.
+``semaphore=`` option, and nothing else of either is used, except
+``map_iter(ordered=False)`` in ``map_iter_unordered``, which only this
+repository's antflow runs.
 """
 
 from __future__ import annotations
@@ -41,6 +43,22 @@ async def map_iter(t: Tasks, n: int, workers: int) -> dict[str, float]:
             expected += 1
     check(expected == n, "map_iter lost results")
     return {}
+
+
+async def map_iter_unordered(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    count = total = 0
+    async with AsyncExecutor(max_workers=workers) as ex:
+        results = ex.map_iter(t.checkpoint, (i for i in range(n)), ordered=False)
+        async for result in results:
+            count += 1
+            total += result
+    check(count == n and total == n * (n - 1) // 2, "map_iter lost results")
+    return {}
+
+
+async def scaling(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    """Workload i: the same ordered ``map_iter`` as c, at each size and pool."""
+    return await map_iter(t, n, workers)
 
 
 async def sleep(t: Tasks, n: int, workers: int) -> dict[str, float]:

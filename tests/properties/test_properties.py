@@ -4,7 +4,7 @@ Each test states one invariant and lets hypothesis draw the inputs: item
 lists, task durations, failures, worker counts, limiter mixes and operation
 sequences. Durations are either scheduling points (``ticks``: portable, no
 clock, so the test also runs on real-time asyncio and uvloop) or virtual
-seconds on the ``virtual_backend`` loops, where elapsed times are exact.
+seconds under ``@pytest.mark.virtual_time``, where elapsed times are exact.
 
 1. map / map_iter equal the builtin ``map`` (input order, zip semantics);
    with failures they raise the exception of the lowest failing index and
@@ -65,14 +65,6 @@ from antflow import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-class VirtualTime:
-    """Mixin: run the class's tests on the virtual-time backends only."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
 
 # ==========================================================================
@@ -169,8 +161,9 @@ class MapProbe:
 
 @given(scenario=map_scenarios())
 async def test_map_equals_builtin_map(scenario: MapScenario) -> None:
-    """SPEC map: input order, zip semantics, the lowest failing index's own
-    exception object, and none of the map's tasks keeps running."""
+    """map: input order, zip semantics, the lowest failing index's own
+    exception object, and none of the map's tasks keeps running
+    (docs/semantics.md, "map and map_iter")."""
     probe = MapProbe(scenario)
     first = probe.first_failure()
     before = task_count()
@@ -207,8 +200,9 @@ async def test_map_equals_builtin_map(scenario: MapScenario) -> None:
 async def test_map_iter_equals_builtin_map_with_bounded_read_ahead(
     scenario: MapScenario, ordered: bool, use_async_with: bool
 ) -> None:
-    """SPEC map_iter: same results as map (as a multiset when unordered),
-    and input is read at most 2 * max_workers items ahead of the consumer."""
+    """map_iter: the same results as map (as a multiset when unordered), and
+    input is read at most 2 * max_workers items ahead of the consumer
+    (docs/semantics.md, "map and map_iter")."""
     probe = MapProbe(scenario)
     first = probe.first_failure()
     expected = list(map(pure, *scenario.iterables))
@@ -406,14 +400,16 @@ async def check_bounds(
 async def test_running_tasks_never_exceed_workers_or_tokens(
     scenario: BoundScenario,
 ) -> None:
-    """SPEC submit/semaphore: at most max_workers bodies per executor and at
-    most ``tokens`` bodies per limiter at once, limiters shared across tasks
-    and executors, retries (zero back-off) included; tasks start in
-    submission order (per executor and limiter)."""
+    """At most max_workers bodies per executor and at most `tokens` bodies
+    per limiter at once, limiters shared across tasks and executors, retries
+    (zero back-off) included; tasks start in submission order, per executor
+    and limiter (docs/guide.md, "Creating an executor", "Submitting work",
+    "Limiting one kind of work")."""
     await check_bounds(scenario, sleep=None, delay=0)
 
 
-class TestBoundsInVirtualTime(VirtualTime):
+@pytest.mark.virtual_time
+class TestBoundsInVirtualTime:
     @given(scenario=bound_scenarios(), delay=st.sampled_from([0.25, 0.5, 1.0]))
     @settings(max_examples=examples(0.5))
     async def test_bounds_hold_with_durations_and_back_off(
@@ -1034,12 +1030,12 @@ async def replay(script: tuple[tuple[int, str, int], list[Any], End]) -> Replay:
 async def test_random_operation_sequences_leave_every_future_final(
     script: tuple[tuple[int, str, int], list[Any], End],
 ) -> None:
-    """SPEC ground rules, AsyncFuture and shutdown: whatever sequence of
-    submit / cancel / result(timeout) / map / map_iter-break / as_completed /
-    wait / shutdown / outer cancellation / raising block / crashing task is
-    played, after the executor exits every future is in exactly one final
-    state, consistent with what its task did, its done callback ran once,
-    and no task is left."""
+    """Whatever sequence of submit / cancel / result(timeout) / map /
+    map_iter-break / as_completed / wait / shutdown / outer cancellation /
+    raising block / crashing task is played, after the executor exits every
+    future is in exactly one final state, consistent with what its task did,
+    its done callback ran once, and no task is left (docs/semantics.md,
+    "The life of a task", "What happens to every future", "Done callbacks")."""
     await replay(script)
 
 
@@ -1098,7 +1094,8 @@ def retrieve(futures: list[AsyncFuture[int]]) -> None:
             f.exception()
 
 
-class TestWaitingInVirtualTime(VirtualTime):
+@pytest.mark.virtual_time
+class TestWaitingInVirtualTime:
     @given(
         scenario=jobs,
         picks=st.lists(st.integers(0, 100), min_size=1, max_size=14),
@@ -1108,9 +1105,10 @@ class TestWaitingInVirtualTime(VirtualTime):
     async def test_as_completed_yields_each_distinct_future_once_in_completion_order(
         self, scenario: list[Job], picks: list[int], max_workers: int, head_start: float
     ) -> None:
-        """SPEC as_completed: each distinct future exactly once (results,
+        """as_completed yields each distinct future exactly once (results,
         failures and cancellations alike), already finished ones first, then
-        in completion order (finish times never decrease)."""
+        in completion order: finish times never decrease (docs/guide.md,
+        "Processing results as they complete")."""
         completion: dict[AsyncFuture[int], tuple[int, int]] = {}
         with anyio.fail_after(hang_guard()):
             async with AsyncExecutor(max_workers=max_workers) as ex:  # noqa: SIM117 - helpers close first
@@ -1166,10 +1164,11 @@ class TestWaitingInVirtualTime(VirtualTime):
         timeout: float | None,
         head_start: float,
     ) -> None:
-        """SPEC wait: (done, pending) partition the distinct inputs; it
-        returns at the first completion / first exception (a cancellation
-        is not one) or all done / all done, or at the timeout, whichever the
-        strategy says first; ALL_COMPLETED raises TimeoutError instead."""
+        """wait: (done, pending) split the distinct futures; it returns at
+        the first completion / first exception (a cancellation is not one) or
+        all done / all done, or at the timeout, whichever the strategy says
+        first; ALL_COMPLETED raises TimeoutError instead (docs/guide.md,
+        "Waiting for a set of futures"; docs/semantics.md, "Timeouts")."""
         strat = WaitStrategy(strategy)
         if timeout == 0:
             # timeout=0 expires at the call's own instant: a job ending at
@@ -1243,7 +1242,8 @@ class TestWaitingInVirtualTime(VirtualTime):
 # ==========================================================================
 
 
-class TestRetryLawInVirtualTime(VirtualTime):
+@pytest.mark.virtual_time
+class TestRetryLawInVirtualTime:
     @given(
         failures=st.integers(0, 6),
         retries=st.integers(0, 6),
@@ -1265,10 +1265,10 @@ class TestRetryLawInVirtualTime(VirtualTime):
         via_map: bool,
         limited: bool,
     ) -> None:
-        """SPEC retries: calls == min(failures, retries) + 1; success iff
-        failures <= retries; a failure re-raises the last attempt's own
-        exception; the time spent is the attempts plus the waits
-        retry_delay * 2**k (k = 0, 1, ...), each capped by retry_max_delay."""
+        """Retries: calls == min(failures, retries) + 1; success iff failures
+        <= retries; a failure raises the last attempt's own exception; the
+        time spent is the attempts plus the waits retry_delay * 2**k (k = 0,
+        1, ...), each capped by retry_max_delay (docs/guide.md, "Retries")."""
         calls: list[float] = []
         raised: list[Exception] = []
 
@@ -1436,10 +1436,36 @@ async def play_equivalence(
 def test_same_scenario_same_outcomes_and_times_on_asyncio_and_trio(
     scenario: tuple[int, list[int], list[EqTask], float],
 ) -> None:
-    """SPEC ground rules: the same code runs the same way on asyncio and trio
-    (identical outcomes, call counts and virtual completion times)."""
+    """The same code runs the same way on asyncio and trio
+    (docs/getting-started.md, "The same code on every backend"): identical
+    outcomes, call counts and virtual completion times."""
     on_asyncio = run_virtual("asyncio", play_equivalence, scenario)
     on_trio = run_virtual("trio", play_equivalence, scenario)
     note(f"asyncio: {on_asyncio}")
     note(f"trio:    {on_trio}")
-    assert on_asyncio == on_trio
+    # Outcomes, call counts and the executor's counters are identical.
+    assert _without_times(on_asyncio) == _without_times(on_trio)
+    # Times agree up to the clocks' rounding: async_solipsism keeps whole
+    # microseconds and rounds each sleep to them, trio's MockClock keeps an
+    # exact float sum, and a completion time adds up to ~8 sleeps.
+    times_a, times_t = _times(on_asyncio), _times(on_trio)
+    assert all(
+        abs(a - t) <= CLOCK_ROUNDING_US for a, t in zip(times_a, times_t, strict=True)
+    )
+    # ...and tasks that finished clearly apart did so in the same order.
+    for i, a_i in enumerate(times_a):
+        for j, a_j in enumerate(times_a):
+            if a_i + 2 * CLOCK_ROUNDING_US < a_j:
+                assert times_t[i] < times_t[j]
+
+
+#: How far the two virtual clocks may drift apart over one scenario, in us.
+CLOCK_ROUNDING_US = 8
+
+
+def _without_times(outcomes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [(o[0], *o[2:]) if len(o) == 3 else o for o in outcomes]
+
+
+def _times(outcomes: list[tuple[Any, ...]]) -> list[int]:
+    return [o[1] for o in outcomes if len(o) == 3]

@@ -1,19 +1,17 @@
-"""Baseline: raw anyio, a fixed set of worker tasks pulling from one shared iterator.
+"""Baseline: the hand-written pool on raw asyncio, W worker tasks pulling from one shared iterator.
 
 Each worker runs ``for item in items: ...``; advancing an iterator never
-awaits, so the workers share it safely. Results come back through a memory
-object stream where the workload streams them, in completion order. This is
-the reference for ``map_iter`` (workload c).
+awaits, so the workers share it safely. This is the reference for ``map``
+(a) and unordered ``map_iter`` (cu). Where results must reach another task
+(b), they travel through an ``asyncio.Queue``; in cu each worker hands them to
+the consumer's code itself.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
 import time
 from collections.abc import Iterator
-
-import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ._measure import check
 from ._tasks import HOL_LIMIT, HOL_SLOW, Finish, Tasks
@@ -27,51 +25,47 @@ async def map(t: Tasks, n: int, workers: int) -> dict[str, float]:
         for i in items:
             results[i] = await t.checkpoint(i)
 
-    async with anyio.create_task_group() as tg:
+    async with asyncio.TaskGroup() as tg:
         for _ in range(workers):
-            tg.start_soon(worker)
+            tg.create_task(worker())
     check(results == list(range(n)), "map results out of order")
     return {}
 
 
 async def as_completed(t: Tasks, n: int, workers: int) -> dict[str, float]:
-    send, receive = anyio.create_memory_object_stream[int](math.inf)
+    done: asyncio.Queue[int] = asyncio.Queue()
     items = iter(range(n))
     total = 0
 
     async def worker() -> None:
         for i in items:
-            send.send_nowait(await t.checkpoint(i))
+            done.put_nowait(await t.checkpoint(i))
 
-    with send, receive:
-        async with anyio.create_task_group() as tg:
-            for _ in range(workers):
-                tg.start_soon(worker)
-            for _ in range(n):
-                total += await receive.receive()
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
+        for _ in range(n):
+            total += await done.get()
     check(total == n * (n - 1) // 2, "as_completed lost results")
     return {}
 
 
-async def map_iter(t: Tasks, n: int, workers: int) -> dict[str, float]:
-    # A bounded stream keeps memory flat: workers wait while the reader lags.
-    send, receive = anyio.create_memory_object_stream[int](workers)
+async def map_iter_unordered(t: Tasks, n: int, workers: int) -> dict[str, float]:
+    # Each worker hands its result straight to the consumer's code: no queue,
+    # no future, no waking anyone. Results arrive in completion order.
     items: Iterator[int] = (i for i in range(n))
     count = total = 0
 
-    async def worker(out: MemoryObjectSendStream[int]) -> None:
-        with out:
-            for i in items:
-                await out.send(await t.checkpoint(i))
+    async def worker() -> None:
+        nonlocal count, total
+        for i in items:
+            result = await t.checkpoint(i)
+            count += 1
+            total += result
 
-    async with anyio.create_task_group() as tg:
-        with send:
-            for _ in range(workers):
-                tg.start_soon(worker, send.clone())
-        with receive:
-            async for result in receive:
-                count += 1
-                total += result
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
     check(count == n and total == n * (n - 1) // 2, "map_iter lost results")
     return {}
 
@@ -83,9 +77,9 @@ async def sleep(t: Tasks, n: int, workers: int) -> dict[str, float]:
         for i in items:
             await t.sleep(i)
 
-    async with anyio.create_task_group() as tg:
+    async with asyncio.TaskGroup() as tg:
         for _ in range(workers):
-            tg.start_soon(worker)
+            tg.create_task(worker())
     return {}
 
 
@@ -94,7 +88,7 @@ async def hol(t: Tasks, n: int, workers: int) -> dict[str, float]:
     # it holds its place in the pool.
     start = time.perf_counter()
     slow_done, quick_done = Finish(), Finish()
-    limit = anyio.Semaphore(HOL_LIMIT)
+    limit = asyncio.Semaphore(HOL_LIMIT)
     items = iter([True] * HOL_SLOW + [False] * n)
 
     async def worker() -> None:
@@ -105,8 +99,8 @@ async def hol(t: Tasks, n: int, workers: int) -> dict[str, float]:
             else:
                 await t.quick(quick_done)
 
-    async with anyio.create_task_group() as tg:
+    async with asyncio.TaskGroup() as tg:
         for _ in range(workers):
-            tg.start_soon(worker)
+            tg.create_task(worker())
     check(slow_done.count == HOL_SLOW and quick_done.count == n, "hol lost tasks")
     return {"t_quick": quick_done.last - start, "t_slow": slow_done.last - start}

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BACKENDS = ("asyncio", "trio", "uvloop", "pytest")
 LANGUAGES = ("python", "text", "sh")
@@ -203,18 +203,12 @@ def test_example_runs(
     script.write_text(block.code, encoding="utf-8")
 
     if block.backend == "pytest":
+        options = ["-p", "no:cacheprovider", "-W", "error"]
+        if importlib.util.find_spec("pytest_asyncio") is not None:
+            # Its plugin loads itself and warns until this is set.
+            options += ["-o", "asyncio_default_fixture_loop_scope=function"]
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "-W",
-                "error",
-                script.name,
-            ],
+            [sys.executable, "-m", "pytest", "-q", *options, script.name],
             cwd=tmp_path,
             capture_output=True,
             text=True,

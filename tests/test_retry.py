@@ -1,7 +1,13 @@
-"""Retry policy and per-attempt timeout (issue 6).
+"""Retries and the per-attempt timeout (antflow/_retry.py, antflow/_attempts.py).
 
-Rules pinned here, from the issue:
+Rules pinned here, from docs/guide.md, "Retries" and "Timing out one
+attempt", and docs/semantics.md, "Timeouts" and "Cancellation":
 
+* ``retries=N``: up to N + 1 attempts, with exponential back-off from
+  ``retry_delay`` (default 0.1 s); the last attempt's own exception is
+  raised. Every ``Exception`` is retried; cancellation and other
+  ``BaseException``s never are. During the back-off the task gives its
+  semaphore back.
 * ``retry_on=``: an exception class, a tuple of classes, or a predicate
   ``exc -> bool`` (default ``Exception``); exceptions it rejects fail at once.
 * ``retry_max_delay=``: a cap on one back-off wait (default none).
@@ -12,14 +18,15 @@ Rules pinned here, from the issue:
 * ``task_timeout=``: a deadline for each attempt; an attempt past it is
   cancelled and fails with the builtin ``TimeoutError`` (on trio too), which
   is retried like any other exception when ``retries`` allows.
-* Bad values raise at the call, naming the argument.
+* Bad values raise at the call, naming the argument (docs/semantics.md,
+  "Exceptions").
 
-Decision pinned (implementation choice, see the brief): a ``retry_on``
-predicate that raises makes the future fail with the predicate's exception.
+Also pinned, though docs/ does not state it: a ``retry_on`` predicate that
+raises makes the future fail with the predicate's exception.
 
-Exact times are asserted in ``TestVirtualTime`` (async_solipsism and trio's
-MockClock); the module-level tests run on asyncio, uvloop and trio and assert
-outcomes and attempt counts only.
+Exact times are asserted in the ``@pytest.mark.virtual_time`` classes
+``TestVirtualTime`` and ``TestBackOffInVirtualTime``; the module-level tests
+run on asyncio, uvloop and trio and assert outcomes and attempt counts only.
 """
 
 from __future__ import annotations
@@ -33,8 +40,10 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import tenacity
+from _strategies import assert_only
 
-from antflow import AsyncExecutor, CancelledError, RateLimiter
+from antflow import AsyncExecutor, AsyncFuture, CancelledError, RateLimiter
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +56,14 @@ class Boom(Exception):
 
 class SubValueError(ValueError):
     pass
+
+
+class Flaky(Exception):
+    pass
+
+
+class Fatal(BaseException):
+    """A BaseException that is neither an Exception nor a cancellation."""
 
 
 class Script:
@@ -106,6 +123,201 @@ CALLS = ["submit", "map", "map_iter", "map_iter_unordered"]
 
 def expected_value(call: str, value: Any = "ok") -> Any:
     return value if call == "submit" else (value, 1)
+
+
+# --------------------------------------------------------------------------
+# retries= (all backends; timing is in TestBackOffInVirtualTime)
+# --------------------------------------------------------------------------
+
+
+async def double(x: int) -> int:
+    await anyio.lowlevel.checkpoint()
+    return 2 * x
+
+
+def _failing(
+    times: int, value: Any = "ok"
+) -> tuple[Callable[[], Any], list[BaseException]]:
+    """An async fn failing `times` times with fresh Flaky instances."""
+    raised: list[BaseException] = []
+
+    async def fn() -> Any:
+        await anyio.lowlevel.checkpoint()
+        if len(raised) < times:
+            exc = Flaky(f"attempt {len(raised) + 1}")
+            raised.append(exc)
+            raise exc
+        return value
+
+    return fn, raised
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+async def test_retries_make_n_plus_one_attempts_then_reraise_original(
+    retries: int,
+) -> None:
+    """retries=N: up to N + 1 attempts; after the last one, that attempt's
+    own exception is raised, not tenacity.RetryError (docs/guide.md,
+    "Retries")."""
+    fn, raised = _failing(times=100)
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(fn, retries=retries, retry_delay=0)
+    assert len(raised) == retries + 1
+    exc = fut.exception()
+    assert exc is raised[-1]
+    assert not isinstance(exc, tenacity.RetryError)
+    with pytest.raises(Flaky) as info:
+        await fut
+    assert info.value is raised[-1]
+
+
+async def test_retries_stop_at_first_success() -> None:
+    """retries=N gives "up to N + 1 attempts": success ends them
+    (docs/guide.md, "Retries")."""
+    fn, raised = _failing(times=2, value=0)
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(fn, retries=5, retry_delay=0)
+    assert len(raised) == 2
+    assert await fut == 0
+
+
+async def test_every_exception_subclass_is_retried() -> None:
+    """Every Exception is retried, not just some types: retry_on defaults to
+    Exception (docs/guide.md, "Retries")."""
+    errors = [KeyError("k"), TypeError("t"), RuntimeError("r"), OSError("o")]
+    attempts: list[int] = []
+
+    async def fn() -> str:
+        attempts.append(1)
+        if len(attempts) <= len(errors):
+            raise errors[len(attempts) - 1]
+        return "done"
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(fn, retries=4, retry_delay=0)
+    assert await fut == "done"
+    assert len(attempts) == 5
+
+
+async def test_baseexception_is_never_retried() -> None:
+    """BaseExceptions that are not Exceptions are never retried
+    (docs/guide.md, "Retries"); it propagates out of the executor
+    (docs/semantics.md, "Exceptions")."""
+    fatal = Fatal("stop")
+    attempts: list[int] = []
+    futs: list[AsyncFuture[None]] = []
+
+    async def fn() -> None:
+        attempts.append(1)
+        await anyio.lowlevel.checkpoint()
+        raise fatal
+
+    async def run() -> None:
+        async with AsyncExecutor(max_workers=1) as ex:
+            futs.append(ex.submit(fn, retries=3, retry_delay=0))
+
+    with pytest.raises(BaseException) as info:
+        await run()
+    assert_only(info.value, fatal)
+    assert attempts == [1]
+    assert futs[0].done()
+
+
+async def test_cancellation_is_never_retried() -> None:
+    """Cancellation is never retried: cancel() during an attempt ends the
+    future cancelled after exactly one attempt (docs/guide.md, "Retries";
+    docs/semantics.md, "Cancellation")."""
+    started = anyio.Event()
+    attempts: list[int] = []
+
+    async def fn() -> None:
+        attempts.append(1)
+        started.set()
+        await anyio.sleep_forever()
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(fn, retries=3, retry_delay=0)
+        await started.wait()
+        assert fut.cancel() is True
+    assert fut.cancelled()
+    assert attempts == [1]
+
+
+async def test_retry_passes_the_same_arguments_each_attempt() -> None:
+    """Each attempt calls fn(*args, **kwargs) afresh with the same arguments:
+    an attempt of the same task (docs/guide.md, "Retries")."""
+    seen: list[tuple[int, str]] = []
+
+    async def fn(a: int, *, b: str) -> str:
+        seen.append((a, b))
+        if len(seen) < 3:
+            raise Flaky
+        return f"{a}{b}"
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        fut = ex.submit(fn, 1, b="x", retries=2, retry_delay=0)
+    assert await fut == "1x"
+    assert seen == [(1, "x")] * 3
+
+
+@pytest.mark.parametrize("retries", [-1, -10])
+async def test_negative_retries_is_valueerror(retries: int) -> None:
+    """A negative retries is a ValueError at submit, naming the argument
+    (docs/semantics.md, "Exceptions")."""
+    calls: list[int] = []
+
+    async def fn() -> None:
+        calls.append(1)
+
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises(ValueError, match=r"\bretries\b"):
+            ex.submit(fn, retries=retries)
+    assert calls == []
+
+
+async def test_nan_retries_is_rejected() -> None:
+    """A value out of range is a ValueError, a wrong type a TypeError
+    (docs/semantics.md, "Exceptions"); a float NaN is both, so either is
+    accepted, naming the argument."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises((ValueError, TypeError), match=r"\bretries\b"):
+            ex.submit(double, 1, retries=math.nan)
+
+
+@pytest.mark.parametrize("retries", [1.0, 2.5, "3", [1]])
+async def test_non_int_retries_is_typeerror(retries: Any) -> None:
+    """A retries that is not an int is a TypeError at submit, naming the
+    argument (docs/semantics.md, "Exceptions")."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises(TypeError, match=r"\bretries\b"):
+            ex.submit(double, 1, retries=retries)
+
+
+@pytest.mark.parametrize("delay", [-0.1, -1, math.nan, -math.inf])
+async def test_negative_or_nan_retry_delay_is_valueerror(delay: float) -> None:
+    """A negative or NaN retry_delay is a ValueError at submit, naming it
+    (docs/semantics.md, "Exceptions")."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises(ValueError, match=r"\bretry_delay\b"):
+            ex.submit(double, 1, retries=2, retry_delay=delay)
+
+
+async def test_bad_retry_delay_is_rejected_even_without_retries() -> None:
+    """A bad retry_delay is a ValueError at submit, with retries=0 too:
+    misuse is reported at the call that made it (docs/semantics.md,
+    "Exceptions")."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises(ValueError, match=r"\bretry_delay\b"):
+            ex.submit(double, 1, retry_delay=-1)
+
+
+@pytest.mark.parametrize("delay", ["0.1", None, [0.1]])
+async def test_non_number_retry_delay_is_typeerror(delay: Any) -> None:
+    """A retry_delay that is not a number is a TypeError at submit, naming
+    the argument (docs/semantics.md, "Exceptions")."""
+    async with AsyncExecutor(max_workers=1) as ex:
+        with pytest.raises(TypeError, match=r"\bretry_delay\b"):
+            ex.submit(double, 1, retries=1, retry_delay=delay)
 
 
 # --------------------------------------------------------------------------
@@ -488,12 +700,9 @@ async def test_cancel_during_a_timed_attempt_is_cancellation_not_timeout() -> No
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Back-off waits and attempt deadlines, to the virtual second."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     # -- retry_max_delay ----------------------------------------------------
 
@@ -727,3 +936,150 @@ class TestVirtualTime:
             assert got == [0, 1, 2]
             assert anyio.current_time() - t0 == 4.0
         assert attempts == {0: 2, 1: 2, 2: 2}
+
+
+# --------------------------------------------------------------------------
+# back-off, to the virtual second
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.virtual_time
+class TestBackOffInVirtualTime:
+    """Exact elapsed times on asyncio (async_solipsism) and trio (MockClock)."""
+
+    @staticmethod
+    def _timed_failures(
+        times: int,
+    ) -> tuple[Callable[[], Any], list[float], list[BaseException]]:
+        stamps: list[float] = []
+        raised: list[BaseException] = []
+
+        async def fn() -> str:
+            stamps.append(anyio.current_time())
+            if len(stamps) <= times:
+                exc = Flaky(f"attempt {len(stamps)}")
+                raised.append(exc)
+                raise exc
+            return "ok"
+
+        return fn, stamps, raised
+
+    @pytest.mark.parametrize(
+        ("delay", "expected"),
+        [
+            (0.5, [0.0, 0.5, 1.5, 3.5]),  # waits 0.5, 1, 2
+            (0.1, [0.0, 0.1, 0.3, 0.7]),  # waits 0.1, 0.2, 0.4
+            (2.0, [0.0, 2.0, 6.0, 14.0]),
+            (0.0, [0.0, 0.0, 0.0, 0.0]),
+        ],
+    )
+    async def test_backoff_is_exponential_with_retry_delay_multiplier(
+        self, delay: float, expected: list[float]
+    ) -> None:
+        """The back-off is exponential: retry_delay, then twice that, then
+        four times (0.5, 1, 2 for 0.5); the last failure is raised as it is
+        (docs/guide.md, "Retries")."""
+        fn, stamps, raised = self._timed_failures(times=10)
+        start = anyio.current_time()
+        async with AsyncExecutor(max_workers=1) as ex:
+            fut = ex.submit(fn, retries=3, retry_delay=delay)
+        assert [t - start for t in stamps] == pytest.approx(expected, abs=1e-9)
+        assert anyio.current_time() - start == pytest.approx(expected[-1], abs=1e-9)
+        assert fut.exception() is raised[-1]
+
+    async def test_default_retry_delay_is_0_1(self) -> None:
+        """retry_delay is 0.1 s unless you say otherwise (docs/guide.md,
+        "Retries")."""
+        fn, stamps, _ = self._timed_failures(times=2)
+        start = anyio.current_time()
+        async with AsyncExecutor(max_workers=1) as ex:
+            fut = ex.submit(fn, retries=2)
+        assert await fut == "ok"
+        assert [t - start for t in stamps] == pytest.approx([0.0, 0.1, 0.3], abs=1e-9)
+
+    async def test_semaphore_is_released_during_backoff(self) -> None:
+        """During the back-off the task gives back its semaphore: another
+        task takes it while the first one waits (docs/guide.md, "Retries";
+        docs/semantics.md, "Tokens")."""
+        limiter = anyio.CapacityLimiter(1)
+        failed_once = anyio.Event()
+        stamps: list[tuple[str, float, int]] = []
+
+        async def flaky() -> str:
+            stamps.append(("A", anyio.current_time(), limiter.borrowed_tokens))
+            if len(stamps) == 1:
+                failed_once.set()
+                raise Flaky
+            return "A"
+
+        async def other() -> str:
+            stamps.append(("B", anyio.current_time(), limiter.borrowed_tokens))
+            return "B"
+
+        async with AsyncExecutor(max_workers=2) as ex:
+            start = anyio.current_time()
+            a = ex.submit(flaky, semaphore=limiter, retries=1, retry_delay=100)
+            await failed_once.wait()
+            b = ex.submit(other, semaphore=limiter)
+            assert await b == "B"
+            assert not a.done()
+        assert await a == "A"
+        assert [(name, t - start, held) for name, t, held in stamps] == [
+            ("A", 0.0, 1),
+            ("B", 0.0, 1),
+            ("A", 100.0, 1),
+        ]
+        assert limiter.borrowed_tokens == 0
+
+    async def test_cancel_during_backoff_stops_retrying(self) -> None:
+        """Cancellation is never retried, and the back-off obeys cancel(),
+        which ends the task at once: no retry that was due starts
+        (docs/guide.md, "Retries"; docs/semantics.md, "Cancellation")."""
+        failed_once = anyio.Event()
+        attempts: list[float] = []
+
+        async def fn() -> None:
+            attempts.append(anyio.current_time())
+            failed_once.set()
+            raise Flaky
+
+        start = anyio.current_time()
+        async with AsyncExecutor(max_workers=1) as ex:
+            fut = ex.submit(fn, retries=5, retry_delay=100)
+            await failed_once.wait()
+            assert fut.cancel() is True
+        assert fut.cancelled()
+        assert len(attempts) == 1
+        assert anyio.current_time() - start == pytest.approx(0.0, abs=1e-9)
+
+    async def test_retry_waits_for_a_busy_semaphore_after_backoff(self) -> None:
+        """Each new attempt queues for the semaphore again; it runs once the
+        holder gives it back (docs/guide.md, "Retries")."""
+        limiter = anyio.CapacityLimiter(1)
+        failed_once = anyio.Event()
+        stamps: list[tuple[str, float]] = []
+
+        async def flaky() -> str:
+            stamps.append(("A", anyio.current_time()))
+            if len(stamps) == 1:
+                failed_once.set()
+                raise Flaky
+            return "A"
+
+        async def hog() -> str:
+            stamps.append(("hog", anyio.current_time()))
+            await anyio.sleep(5)
+            return "hog"
+
+        async with AsyncExecutor(max_workers=2) as ex:
+            start = anyio.current_time()
+            a = ex.submit(flaky, semaphore=limiter, retries=1, retry_delay=1)
+            await failed_once.wait()
+            h = ex.submit(hog, semaphore=limiter)
+        assert await a == "A"
+        assert await h == "hog"
+        assert [(n, t - start) for n, t in stamps] == [
+            ("A", 0.0),
+            ("hog", 0.0),
+            ("A", 5.0),
+        ]

@@ -16,7 +16,8 @@ Faults injected here, most of them at random points chosen by hypothesis:
 * futures awaited, waited for or iterated from another event loop.
 
 After every fault: every future is final and says what happened, limiter
-tokens are all returned, and no task is left running.
+tokens are all returned, and no task is left running (docs/semantics.md,
+"What happens to every future", "Exceptions", "Cancellation", "Tokens").
 """
 
 from __future__ import annotations
@@ -49,14 +50,6 @@ from hypothesis import strategies as st
 from antflow import AsyncExecutor, AsyncFuture, CancelledError, ExecutorShutdownError
 
 pytestmark = pytest.mark.anyio
-
-
-class VirtualTime:
-    """Mixin: run the class's tests on the virtual-time backends only."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
 
 class _ListHandler(logging.Handler):
@@ -112,11 +105,11 @@ outcomes = st.one_of(
 async def test_random_task_exceptions_are_stored_or_propagate(
     plan: list[tuple[str, int, Any]], max_workers: int, manual: bool
 ) -> None:
-    """SPEC "What tasks raise": an Exception (falsy ones included) is stored
-    as the very object raised and disturbs nothing else; a BaseException is
-    never stored: it propagates out of ``async with`` (or out of a manual
-    ``shutdown()``) as itself, the other work is cancelled, and every future
-    still ends final."""
+    """An Exception (falsy ones included) is stored as the very object raised
+    and disturbs nothing else; a BaseException is never stored: it propagates
+    out of `async with` (or out of a manual `shutdown()`) as itself, the
+    other work is cancelled, and every future still ends final
+    (docs/semantics.md, "Exceptions")."""
     raised: dict[int, BaseException] = {}
     returned: dict[int, Any] = {}
     crashes: list[BaseException] = []
@@ -185,10 +178,10 @@ async def test_random_task_exceptions_are_stored_or_propagate(
 def test_keyboard_interrupt_and_system_exit_from_a_task(
     backend: str, manual: bool, exc_type: type[BaseException]
 ) -> None:
-    """SPEC "What tasks raise": KeyboardInterrupt / SystemExit from a task
-    propagate out of the event loop as themselves (run in a private
-    anyio.run, since asyncio lets them escape the loop directly) and every
-    future still ends final."""
+    """KeyboardInterrupt and SystemExit from a task propagate out of the
+    event loop as themselves (run in a private anyio.run, since asyncio lets
+    them escape the loop directly) and every future still ends final
+    (docs/semantics.md, "Exceptions")."""
     futures: list[AsyncFuture[Any]] = []
     error = exc_type("from a task")
 
@@ -336,20 +329,22 @@ class CancelProbe:
         return "waiting for limiter" if limiter_full else "queued"
 
 
-class TestCancellationAtRandomPoints(VirtualTime):
+@pytest.mark.virtual_time
+class TestCancellationAtRandomPoints:
     @given(plan=cancel_plans())
     @settings(max_examples=examples(1.0))
     async def test_cancellation_at_a_random_instant_leaves_everything_final(
         self, plan: CancelPlan
     ) -> None:
-        """SPEC shutdown / AsyncFuture.cancel / ground rules: whatever the
-        form of the cancellation and whatever phase it finds a task in
-        (queued, waiting for its limiter, mid-attempt, in back-off), every
-        future ends final at the instant its task has exited, only the
-        futures that were asked to be cancelled end cancelled, no task runs
-        after a global cancellation, shutdown(wait=True) returns once the
-        cancelled tasks' clean-up is done, limiter tokens all come back and
-        no task is left."""
+        """Whatever the form of the cancellation and whatever phase it finds
+        a task in (queued, waiting for its limiter, mid-attempt, in
+        back-off), every future ends final at the instant its task has
+        exited, only the futures that were asked to be cancelled end
+        cancelled, no task runs after a global cancellation,
+        shutdown(wait=True) returns once the cancelled tasks' clean-up is
+        done, limiter tokens all come back and no task is left
+        (docs/semantics.md, "What happens to every future", "Cancellation",
+        "Shutdown", "Tokens")."""
         probe = CancelProbe(plan)
         limiters = [anyio.CapacityLimiter(n) for n in plan.limiter_tokens]
         settled: dict[int, int] = {}
@@ -496,10 +491,11 @@ async def test_done_callbacks_that_raise_cancel_or_submit(
     max_workers: int,
     cancels: list[tuple[int, int]],
 ) -> None:
-    """SPEC add_done_callback: each callback runs once, when final; one that
-    raises (even a falsy exception) is logged, never raised into the
-    executor; callbacks may cancel futures (their own included) and submit
-    more work, and the executor's bookkeeping stays exact."""
+    """Each done callback runs once, when the future is final; one that
+    raises (even a falsy exception) is logged, never raised into the executor
+    (docs/semantics.md, "Done callbacks"; "Exceptions"). Callbacks may cancel
+    futures (their own included) and submit more work, and the executor's
+    bookkeeping stays exact."""
     with capture_antflow_log() as records:
         await _callbacks_scenario(
             durations, actions, targets, max_workers, cancels, records
@@ -580,17 +576,19 @@ async def _callbacks_scenario(
 # ==========================================================================
 
 
-class TestSwallowedCancellation(VirtualTime):
+@pytest.mark.virtual_time
+class TestSwallowedCancellation:
     @pytest.mark.parametrize(
         "how", ["cancel", "shutdown-wait", "shutdown-nowait", "outer-scope", "deadline"]
     )
     async def test_a_task_that_swallows_cancellation_still_ends_cancelled(
         self, how: str
     ) -> None:
-        """SPEC/API decision: a task cancelled through cancel(), shutdown or
-        the caller's scope that swallows the cancellation (then cleans up
-        for 2 s, shielded, and returns a value) still ends cancelled; the
-        executor waits for its clean-up, then exits; nothing leaks."""
+        """A task cancelled through cancel(), shutdown or the caller's scope
+        that swallows the cancellation (then cleans up for 2 s, shielded, and
+        returns a value) still ends cancelled; the executor waits for its
+        clean-up, then exits; nothing leaks (docs/semantics.md,
+        "Cancellation"; "What happens to every future")."""
         before = task_count()
         started = anyio.Event()
         swallowed: list[float] = []
@@ -649,16 +647,18 @@ class TestSwallowedCancellation(VirtualTime):
 # ==========================================================================
 
 
-class TestSelfDeadlock(VirtualTime):
+@pytest.mark.virtual_time
+class TestSelfDeadlock:
     @pytest.mark.parametrize(
         "breaker",
         ["shutdown-cancel", "outer-scope", "deadline", "manual-shutdown-cancel"],
     )
     async def test_self_deadlock_on_one_worker_is_broken(self, breaker: str) -> None:
-        """SPEC "What tasks raise": a task awaiting a task of its own
-        executor on max_workers=1 deadlocks (as in concurrent.futures);
-        shutdown(cancel_futures=True) and outer cancellation break it, at
-        the exact instant, and both futures end cancelled."""
+        """A task awaiting a task of its own executor on max_workers=1
+        deadlocks, as in concurrent.futures; shutdown(cancel_futures=True)
+        and cancelling the surrounding scope break it, at the exact instant,
+        and both futures end cancelled (docs/semantics.md,
+        "Deadlock on a full pool")."""
         before = task_count()
         children: list[AsyncFuture[int]] = []
 
@@ -727,9 +727,10 @@ class TestSelfDeadlock(VirtualTime):
 async def test_another_event_loop_gets_runtime_error_at_once(
     other_backend: str, how: str
 ) -> None:
-    """SPEC AsyncFuture / AsyncExecutor: using a pending future or the
-    executor from another event loop (another anyio.run in another thread)
-    raises RuntimeError at once, never hangs, and leaves the task alone."""
+    """Using a pending future or the executor from another event loop
+    (another anyio.run in another thread) raises RuntimeError at once, never
+    hangs, and leaves the task alone (docs/semantics.md, "Shutdown",
+    "One executor, one loop, one use")."""
     release = anyio.Event()
 
     async def held() -> str:
@@ -775,10 +776,10 @@ async def test_another_event_loop_gets_runtime_error_at_once(
 
 
 async def test_task_crash_during_outer_cancellation_propagates_as_itself() -> None:
-    """SPEC "What tasks raise": a BaseException from a task propagates as
-    itself. Here the caller's scope is cancelled in the same instant: the
-    scope absorbs its own cancellation and the crash comes out bare, as on
-    asyncio."""
+    """A BaseException from a task propagates as itself (docs/semantics.md,
+    "Exceptions"). Here the caller's scope is cancelled in the same instant:
+    the scope absorbs its own cancellation and the crash comes out bare, as
+    on asyncio."""
     crash = Crash("task")
 
     async def crashing() -> None:
@@ -815,10 +816,10 @@ async def _instant() -> str:
 
 
 async def test_shutdown_cancel_while_a_job_waits_for_its_limiter() -> None:
-    """SPEC shutdown(cancel_futures=True): queued futures - a job parked in
-    its limiter's waiting line included - end cancelled, the executor goes
-    on shutting down cleanly, and the limiter gets every token back (it may
-    be shared with other executors)."""
+    """shutdown(cancel_futures=True) cancels every unfinished future, a job
+    parked in its limiter's waiting line included; the executor goes on
+    shutting down cleanly, and the limiter gets every token back, as it may
+    be shared with other executors (docs/semantics.md, "Shutdown"; "Tokens")."""
     limiter = anyio.CapacityLimiter(1)
     holder = _Holder()
 
@@ -845,11 +846,12 @@ async def test_shutdown_cancel_while_a_job_waits_for_its_limiter() -> None:
 
 @pytest.mark.parametrize("how", ["outer-scope", "deadline", "crash"])
 async def test_abort_while_a_job_waits_for_its_limiter(how: str) -> None:
-    """SPEC ground rules: when the block is cancelled, or a task crashes,
-    every future the executor handed out is final afterwards - a job parked
-    in its limiter's waiting line included - and awaiting it never hangs.
-    The block is in a shielded wait when the cancellation lands (a clean-up
-    step, say), so the executor's own tasks see it first."""
+    """When the block is cancelled, or a task crashes, every future the
+    executor handed out is final afterwards, a job parked in its limiter's
+    waiting line included, and awaiting it never hangs (docs/semantics.md,
+    "What happens to every future"). The block is in a shielded wait when the
+    cancellation lands (a clean-up step, say), so the executor's own tasks
+    see it first."""
     limiter = anyio.CapacityLimiter(1)
     holder = _Holder()
     crash = Crash("sibling")
@@ -893,8 +895,8 @@ async def test_abort_while_a_job_waits_for_its_limiter(how: str) -> None:
 
 
 async def test_block_raising_while_a_job_waits_for_its_limiter() -> None:
-    """SPEC async with: the block's exception propagates unchanged, and the
-    job parked in its limiter's waiting line ends cancelled."""
+    """The block's exception propagates unchanged, and the job parked in its
+    limiter's waiting line ends cancelled (docs/semantics.md, "Shutdown")."""
     limiter = anyio.CapacityLimiter(1)
     holder = _Holder()
     oops = Boom("block")

@@ -1,6 +1,7 @@
-"""RateLimiter: task starts paced by a token bucket (issue 6, "Rate limits").
+"""RateLimiter: task starts paced by a token bucket.
 
-Rules pinned here, from the issue:
+Rules pinned here, from docs/guide.md, "Rate limits", and docs/semantics.md,
+"RateLimiter", "Fairness" and "Exceptions":
 
 * ``RateLimiter(rate, per=1.0, *, burst=1)`` allows at most ``rate`` task
   starts per ``per`` seconds, up to ``burst`` at once.
@@ -11,8 +12,8 @@ Rules pinned here, from the issue:
 * Waiting for a token holds no worker slot.
 * Bad arguments raise at the call, naming the argument.
 
-Exact start times are asserted in ``TestVirtualTime`` (async_solipsism and
-trio's MockClock). The module-level tests run on asyncio, uvloop and trio and
+Exact start times are asserted in ``TestVirtualTime``
+(``@pytest.mark.virtual_time``). The module-level tests run on asyncio, uvloop and trio and
 assert structure only: they use a period so long that the next token never
 comes during the test, and order themselves with events and
 ``wait_all_tasks_blocked``.
@@ -277,12 +278,9 @@ async def test_acquire_survives_the_clock_passing_the_token_time_between_reads(
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
     """Exact start times on the virtual-clock backends."""
-
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
 
     @pytest.mark.parametrize(
         ("rate", "per", "gap"),

@@ -7,7 +7,8 @@
   arguments and the executor itself are freed once the caller lets go (by
   reference counting alone, except a failure: an exception's traceback holds
   the frames that raised it, so that needs the cycle collector, as anywhere
-  in Python).
+  in Python). docs/semantics.md, "Memory", promises more for failures (freed
+  by reference counting too); faults/test_features_meet.py checks that.
 * Leaving ``map_iter`` or ``as_completed`` early releases what they held.
 * Nothing is reported at interpreter exit (warnings are errors here; the
   subprocess tests run ``python -W error``).
@@ -193,11 +194,11 @@ PATHS: dict[str, Callable[[AsyncExecutor, Any], Awaitable[None]]] = {
 @pytest.mark.parametrize("manual", [False, True], ids=["async-with", "manual"])
 @pytest.mark.parametrize("path", list(PATHS))
 async def test_no_task_or_token_is_left_behind(path: str, manual: bool) -> None:
-    """SPEC ground rules: no task started by an executor outlives it, on
-    every path out (normal, block exception, outer cancellation, a crashing
-    task, shutdown variants, map/map_iter/as_completed/wait/result early
-    exits, a broken self-deadlock), in `async with` and manual use; every
-    limiter token comes back."""
+    """No task started by an executor outlives it, on every path out (normal,
+    block exception, outer cancellation, a crashing task, shutdown variants,
+    map/map_iter/as_completed/wait/result early exits, a broken
+    self-deadlock), in `async with` and manual use; every limiter token comes
+    back (docs/semantics.md, "Shutdown"; "Tokens")."""
     lim = anyio.CapacityLimiter(2)
     before = task_count()
     with anyio.fail_after(hang_guard()):
@@ -305,8 +306,9 @@ async def test_many_executors_leave_nothing_behind() -> None:
 
 @pytest.mark.parametrize("variant", ["ordered", "unordered", "progress"])
 async def test_breaking_out_of_map_iter_cancels_in_flight_tasks(variant: str) -> None:
-    """SPEC map_iter: leaving the loop early with a bare `break` cancels the
-    tasks still in flight for it and stops reading the input."""
+    """Leaving the loop early with a bare `break` cancels the items still in
+    flight and stops reading the input (docs/semantics.md,
+    "map and map_iter", "Leaving early")."""
     started: list[int] = []
     cancelled: list[int] = []
     read: list[int] = []

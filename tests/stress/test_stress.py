@@ -61,11 +61,11 @@ async def identity(x: int) -> int:
 async def test_a_million_items_through_map_iter_from_a_generator(
     anyio_backend: Any,
 ) -> None:
-    """SPEC map_iter: 1,000,000 items from a generator come back complete
-    and in order, the input is read lazily (never more than 2 * max_workers
-    + 1 items ahead of the consumer), and memory stays flat: the resident
-    set grows by less than 32 MiB between the first 100,000 items and the
-    end."""
+    """1,000,000 items from a generator come back complete and in order, the
+    input is read lazily (never more than 2 * max_workers + 1 items ahead of
+    the consumer), and memory stays flat: the resident set grows by less than
+    32 MiB between the first 100,000 items and the end (docs/semantics.md,
+    "map and map_iter")."""
     n = 1_000_000
     max_workers = 16
     read = [0]
@@ -116,9 +116,10 @@ async def test_a_million_items_through_map_iter_from_a_generator(
 async def test_one_shutdown_cancels_a_hundred_thousand_queued_futures(
     anyio_backend: Any,
 ) -> None:
-    """SPEC shutdown(cancel_futures=True): 100,000 queued futures all end
+    """shutdown(cancel_futures=True): 100,000 queued futures all end
     cancelled and none starts; the running ones are cancelled too; the call
-    returns once they have; dropping the futures gives the memory back."""
+    returns once they have (docs/semantics.md, "Shutdown"); dropping the
+    futures gives the memory back."""
     n = 100_000
     started_bodies = [0]
 
@@ -164,10 +165,11 @@ async def test_one_shutdown_cancels_a_hundred_thousand_queued_futures(
 async def test_a_thousand_concurrent_waiters_over_the_same_futures(
     anyio_backend: Any,
 ) -> None:
-    """SPEC wait: 1,000 callers of wait(FIRST_COMPLETED) over the same
-    1,000 futures all return, at the first completion, exactly that future
-    as done and the 999 others as pending; none keeps a callback on the
-    futures afterwards (the futures and the waiters die with the run)."""
+    """1,000 callers of wait(FIRST_COMPLETED) over the same 1,000 futures all
+    return, at the first completion, exactly that future as done and the 999
+    others as pending (docs/guide.md, "Waiting for a set of futures"); none
+    keeps a callback on the futures afterwards: the futures and the waiters
+    die with the run."""
     n_futures = 1_000
     n_waiters = 1_000
     results: list[tuple[set[AsyncFuture[int]], set[AsyncFuture[int]]]] = []

@@ -1,6 +1,12 @@
-"""Every example of the user guide (seed/asyncexecutor-guide.txt) runs.
+"""Every example of AntFlow's AsyncExecutor guide runs, as written, on asyncio.
 
-SPEC: "Every example in it must run as written on asyncio."
+antflow keeps the interface of AntFlow 0.10's AsyncExecutor, so a program
+that uses only the executor usually runs unchanged (docs/migrating.md,
+"From AntFlow 0.10"). The examples of AntFlow's own AsyncExecutor guide test
+that: each is copied here verbatim. That guide is not part of this
+repository and nothing here needs it; in this file, "the guide" means it, not
+docs/guide.md (whose examples tests/docs/test_docs.py runs), and an example
+is named by its section there.
 
 Each ``test_<example>_asyncio`` holds the guide's code verbatim inside an
 ``async def main()`` (the guide writes most snippets at top level) and runs it
@@ -117,7 +123,8 @@ class Concurrency:
 
 
 def test_creating_an_executor_asyncio(virtual_asyncio: None) -> None:
-    """Guide "Creating an Executor"; SPEC: constructing needs no event loop."""
+    """The guide's "Creating an Executor"; constructing needs no event loop
+    (docs/guide.md, "Creating an executor")."""
     # Create executor with 5 workers
     executor = AsyncExecutor(max_workers=5)
     assert executor.max_workers == 5  # test:
@@ -192,7 +199,9 @@ def test_submitting_tasks_trio(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_task_level_concurrency_limits_asyncio(virtual_asyncio: None) -> None:
-    """Guide: 100 workers, but at most 5 concurrent process_api calls."""
+    """The guide's "Task-Level Concurrency Limits": 100 workers, but at most
+    5 concurrent process_api calls (docs/guide.md,
+    "Limiting one kind of work")."""
     seen = Concurrency()
 
     async def process_api(i):  # undefined in the guide: a 0.1 s API call
@@ -929,8 +938,9 @@ async def _some_task_trio(arg):
 
 
 def test_manual_shutdown_asyncio(virtual_asyncio: None) -> None:
-    """Guide "Manual Shutdown": constructed outside any loop (as the guide's
-    top-level code is), started by the first submit, stopped by shutdown."""
+    """The guide's "Manual Shutdown": constructed outside any loop (as the
+    guide's top-level code is), started by the first submit, stopped by
+    shutdown (docs/semantics.md, "Shutdown", "Without async with")."""
     some_task, arg = _some_task_asyncio, 21
 
     executor = AsyncExecutor(max_workers=3)
@@ -950,7 +960,8 @@ def test_manual_shutdown_asyncio(virtual_asyncio: None) -> None:
 
 
 def test_manual_shutdown_trio() -> None:
-    """SPEC: manual use must work on asyncio and trio."""
+    """Manual use works on trio too (docs/semantics.md, "Shutdown",
+    "Without async with")."""
     some_task, arg = _some_task_trio, 21
     executor = AsyncExecutor(max_workers=3)
 
@@ -966,7 +977,8 @@ def test_manual_shutdown_trio() -> None:
 
 
 def test_shutdown_option_wait_asyncio(virtual_asyncio: None) -> None:
-    """Guide "Shutdown Options": wait=True waits for all pending tasks."""
+    """The guide's "Shutdown Options": wait=True waits for all pending tasks
+    (docs/semantics.md, "Shutdown")."""
     executor = AsyncExecutor(max_workers=2)
 
     async def main() -> tuple[list[Any], float]:
@@ -999,10 +1011,11 @@ def test_shutdown_option_wait_trio() -> None:
 
 @pytest.mark.parametrize("style", ["manual", "context-manager"])
 def test_shutdown_option_cancel_asyncio(virtual_asyncio: None, style: str) -> None:
-    """Guide "Shutdown Options": ``shutdown(wait=False, cancel_futures=True)``
-    cancels the running task and the queued ones. SPEC: every future ends in
-    a final state that says so, even when nothing awaits the cancellation
-    (manual use: main returns right after, as in the guide)."""
+    """The guide's "Shutdown Options": `shutdown(wait=False,
+    cancel_futures=True)` cancels the running task and the queued ones. Every
+    future ends in a final state that says so, even when nothing awaits the
+    cancellation (manual use: main returns right after, as in the guide)
+    (docs/semantics.md, "What happens to every future")."""
     futures: list[Any] = []
 
     async def main() -> None:
@@ -1113,7 +1126,8 @@ def test_timeouts_on_result_asyncio(
     t0 = asyncio.run(main())
     assert capsys.readouterr().out == "Task took too long\n"
     assert print.lines[0][0] - t0 == pytest.approx(5.0)
-    # SPEC: on timeout the task keeps running; the block's exit waits for it
+    # On timeout the task keeps running (docs/semantics.md, "Timeouts"), and
+    # the block's exit waits for it.
     assert [t - t0 for t in slow_done] == pytest.approx([10.0])
 
 
@@ -1235,7 +1249,8 @@ def _choose_worker_counts() -> list[AsyncExecutor]:
 
 
 def test_choosing_worker_count_asyncio(virtual_asyncio: None) -> None:
-    """Guide "Choosing Worker Count": built outside any loop, then usable."""
+    """The guide's "Choosing Worker Count": built outside any loop, then
+    usable (docs/guide.md, "Creating an executor")."""
     executors = _choose_worker_counts()
     assert [e.max_workers for e in executors] == [50, 10, 5]
 
