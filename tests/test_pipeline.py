@@ -1,22 +1,25 @@
-"""Pipelines: stages, fan-out, batches, failures set aside, structure, input.
+"""Pipelines without a journal: stages, fan-out, batches, failures set
+aside, structure, backpressure, statistics and bad input (antflow/pipeline/).
 
 Every test runs on asyncio, uvloop and trio. Ordering comes from gates
 (``anyio.Event``) and ``anyio.wait_all_tasks_blocked()``; exact times only
-in ``TestVirtualTime``, on the virtual-clock backends.
+in ``TestVirtualTime``, on the virtual-clock backends. Each section below
+names the section of docs/pipelines.md that states what it pins. The journal
+is tested in ``test_journal.py``, random pipelines in
+``properties/test_pipeline_model.py``, kills in ``faults/test_pipeline_kill.py``
+and memory in ``stress/test_pipeline_memory.py``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from _pipeline_helpers import CountingSource, Recorder, build, model, scenarios
+from _pipeline_helpers import CountingSource, Recorder
 from _strategies import hang_guard, task_count
-from hypothesis import given, note, settings
 
 from antflow import RateLimiter
 from antflow.pipeline import (
@@ -41,7 +44,7 @@ def three_stages(rec: Recorder, **options: Any) -> Pipeline:
     )
 
 
-# -- the basic flow -----------------------------------------------------------
+# -- the basic flow (docs/pipelines.md, "A first pipeline", "Streaming results", "Stages")
 
 
 async def test_results_come_in_source_order() -> None:
@@ -115,7 +118,7 @@ async def test_key_function_names_results() -> None:
     assert [r.item for r in results] == [0, 1, 2]
 
 
-# -- fan-out ---------------------------------------------------------------------
+# -- fan-out (docs/pipelines.md, "Fan-out") --------------------------------------------
 
 
 async def split(x: int) -> list[int]:
@@ -195,7 +198,7 @@ async def test_fan_out_children_wait_for_room_in_the_next_stage() -> None:
         assert len([r async for r in results]) == 10
 
 
-# -- batches ---------------------------------------------------------------------
+# -- batches (docs/pipelines.md, "Batches") --------------------------------------------
 
 
 async def test_batches_by_count_and_the_rest_at_the_end() -> None:
@@ -270,7 +273,7 @@ async def test_a_partial_batch_waits_while_the_source_may_still_deliver() -> Non
     assert batches == [[1, 2, 3]]
 
 
-# -- failures set aside --------------------------------------------------------------
+# -- failures set aside (docs/pipelines.md, "Failures set aside") ----------------------
 
 
 async def test_a_failed_item_is_set_aside_and_the_others_go_on() -> None:
@@ -309,7 +312,7 @@ async def test_fail_fast_raises_the_first_failure_and_stops_everything() -> None
     assert task_count() == before
 
 
-# -- structure: however a run ends, nothing keeps running -----------------------------
+# -- structure: however a run ends, nothing keeps running (docs/pipelines.md, "Structure")
 
 
 async def test_leaving_early_cancels_the_work_and_closes_the_source() -> None:
@@ -398,7 +401,7 @@ async def test_a_crashing_key_function_stops_the_run() -> None:
         await three_stages(rec, key=key).run(range(5))
 
 
-# -- backpressure -----------------------------------------------------------------------
+# -- backpressure (docs/pipelines.md, "Backpressure and memory") -----------------------
 
 
 @pytest.mark.parametrize("ordered", [True, False])
@@ -471,7 +474,7 @@ async def test_statistics_while_running_and_at_the_end() -> None:
     assert final.journal_saved == final.journal_flushes == 0
 
 
-# -- options reach the executor -----------------------------------------------------------
+# -- options reach the executor (docs/pipelines.md, "Stages") --------------------------
 
 
 async def test_a_stage_semaphore_limits_its_calls() -> None:
@@ -519,7 +522,7 @@ async def test_options_are_passed_through_unchanged() -> None:
     assert Stage("plain", split).options == {}  # submit's fast path
 
 
-# -- observing ---------------------------------------------------------------------------
+# -- observing (docs/pipelines.md, "Watching a run") -----------------------------------
 
 
 async def test_events_tell_what_happened_to_each_item() -> None:
@@ -572,11 +575,8 @@ async def test_progress_lines_on_stderr(capsys: pytest.CaptureFixture[str]) -> N
 # -- virtual time -------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 class TestVirtualTime:
-    @pytest.fixture
-    def anyio_backend(self, virtual_backend: Any) -> Any:
-        return virtual_backend
-
     async def test_a_batch_goes_after_batch_wait(self) -> None:
         sent: list[tuple[float, list[int]]] = []
         start = anyio.current_time()
@@ -637,7 +637,7 @@ class TestVirtualTime:
                 assert len(fast) <= 10 + 2 + 4
 
 
-# -- bad input --------------------------------------------------------------------------
+# -- bad input: an error at the call that made it, naming the argument -----------------
 
 
 async def noop(x: Any) -> Any:
@@ -734,7 +734,7 @@ async def test_a_run_is_used_inside_async_with_once() -> None:
     assert repr(run) == "<PipelineRun closed admitted=1>"
 
 
-# -- the public surface -----------------------------------------------------------------
+# -- the public surface (docs/api.md, "Pipelines") -------------------------------------
 
 
 def test_the_pipeline_package_is_not_loaded_by_import_antflow() -> None:
@@ -756,79 +756,6 @@ def test_public_names_say_they_live_in_antflow_pipeline() -> None:
     assert public == set(package.__all__)
     for name in package.__all__:
         assert getattr(package, name).__module__ == "antflow.pipeline", name
-
-
-# -- properties ---------------------------------------------------------------------------
-
-
-@given(scenario=scenarios())
-@settings(deadline=None)
-async def test_random_pipelines_give_what_the_model_says(
-    scenario: dict[str, Any],
-) -> None:
-    """Any chain of map, fan-out and batch stages, any workers and buffers,
-    failures anywhere: exactly the model's results (in source order when
-    ordered), each stage called once per value, nothing left running."""
-    note(repr(scenario))
-    calls: Counter[Any] = Counter()
-    expected = model(scenario)
-    before = task_count()
-    with anyio.fail_after(hang_guard()):
-        results = await build(scenario, None, calls).run(
-            range(scenario["items"]), ordered=scenario["ordered"]
-        )
-    got = [
-        (r.key, True, r.value) if isinstance(r, Completed) else (r.key, False, r.stage)
-        for r in results
-    ]
-    if scenario["ordered"]:
-        assert got == expected
-    else:
-        assert sorted(got, key=repr) == sorted(expected, key=repr)
-    assert all(n == 1 for key, n in calls.items() if key[1] != "batch")
-    assert task_count() == before
-
-
-@given(scenario=scenarios())
-@settings(deadline=None)
-async def test_stopping_anywhere_leaves_nothing_behind(
-    scenario: dict[str, Any],
-) -> None:
-    """Stop a run from an event hook or from the consumer at any point: every
-    task of the run has exited, the source is closed, and what came out is
-    a part of what the model says."""
-    note(repr(scenario))
-    source = CountingSource(scenario["items"])
-    expected = model(scenario)
-    received: list[Any] = []
-    before = task_count()
-    with anyio.fail_after(hang_guard()), anyio.CancelScope() as stop:
-        events = 0
-
-        def on_event(event: StageEvent) -> None:
-            nonlocal events
-            events += 1
-            if scenario["stop_in"] == "event" and events == scenario["stop_after"]:
-                stop.cancel()
-
-        pipeline = build(scenario, None, Counter())
-        async with pipeline.stream(
-            source.aiter(), ordered=scenario["ordered"], on_event=on_event
-        ) as results:
-            async for result in results:
-                received.append((result.key, result.ok))
-                if (
-                    scenario["stop_in"] == "consumer"
-                    and len(received) == scenario["stop_after"]
-                ):
-                    break
-    assert task_count() == before
-    assert source.closed
-    assert set(received) <= {(key, ok) for key, ok, _ in expected}
-    assert len(received) == len(set(received))
-    if scenario["ordered"]:
-        # In order, what came out is a prefix of the model's results.
-        assert received == [(key, ok) for key, ok, _ in expected][: len(received)]
 
 
 def test_progress_lines_redraw_in_place_on_a_terminal() -> None:

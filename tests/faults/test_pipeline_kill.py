@@ -1,6 +1,6 @@
 """SIGKILL a journaled pipeline at random moments, re-run it until done.
 
-The child (``_pipeline_child.py``) runs 3 stages over a few hundred items and
+The child (``tests/_pipeline_child.py``) runs 3 stages over a few hundred items and
 logs every stage call before it starts. Some runs kill themselves right after
 their k-th call; others are killed by this process after a random delay, so
 kills land anywhere: inside a call, a journal write, a lookup, start-up. The
@@ -22,13 +22,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import _pipeline_child
 import pytest
+from _pipeline_child import STAGES
 
 from antflow.pipeline import Journal, Stage
 
-CHILD = Path(__file__).with_name("_pipeline_child.py")
-sys.path.insert(0, str(CHILD.parent))
-from _pipeline_child import STAGES  # noqa: E402
+CHILD = Path(_pipeline_child.__file__)
 
 BACKENDS = ["asyncio", "uvloop", "trio"]
 CAPACITY = {
