@@ -17,15 +17,19 @@ pipeline-journal    unordered, with a journal (SQLite, in a temporary folder)
 map_iter-chain      three ``AsyncExecutor.map_iter`` calls chained, in order
 map_iter-unordered  the same with ``ordered=False``
 antflow-0.10        AntFlow 0.10's ``Pipeline.stream`` (completion order), in
-                    its own venv (``antflow010_env.py``); asyncio and uvloop
+                    its own venv, made and reused as the benchmark runner
+                    makes it (``envs.py``, under ``benchmarks/.venvs``);
+                    asyncio and uvloop (AntFlow 0.10 has no trio)
 =================== ==========================================================
 
 Every run is a fresh process (``child`` below), so no import, allocator state
 or peak RSS carries over; the rounds alternate the cases' order. Wall time is
 taken inside the event loop around the whole run, entering and leaving
 included; peak RSS is the child's high-water mark at the end (``VmHWM`` on
-Linux, the interpreter and its imports included). Ratios divide by ``map_iter-chain`` on the same
-backend, measured in the same invocation. Nothing is asserted: this reports.
+Linux, the interpreter and its imports included). Ratios divide by
+``map_iter-chain`` on the same backend, measured in the same invocation. The
+load average is printed at the start and the end: other work on the machine
+skews the times. Nothing is asserted: this reports.
 """
 
 from __future__ import annotations
@@ -58,7 +62,6 @@ REFERENCE = "map_iter-chain"
 
 def child(case: str, backend: str, items: int, workers: int) -> dict[str, float]:
     """Run one case; return its numbers (this process runs nothing else)."""
-    sys.path.insert(0, str(HERE))
     from impls._tasks import for_backend
 
     noop = for_backend(backend).checkpoint
@@ -161,9 +164,26 @@ def _run(backend: str, main):  # type: ignore[no-untyped-def]
 # -- the driver ----------------------------------------------------------------------
 
 
+def _peer_python(name: str, root: Path | None) -> str | None:
+    """The python of a peer's venv on this interpreter, made as the benchmark
+    runner makes it; None (and why, printed) when it cannot be made."""
+    import envs
+
+    interpreter = envs.find_interpreters(None)[0]
+    try:
+        return envs.ensure(envs.ENVS[name], interpreter, root or envs.DEFAULT_ROOT)
+    except RuntimeError as error:
+        print(f"{name} left out: {error}", flush=True)
+        return None
+
+
 def spawn(
     python: str, case: str, backend: str, items: int, workers: int
 ) -> dict[str, float]:
+    import envs
+
+    # A peer's child never sees this repository (its antflow is 0.10).
+    env = envs.ENVS[case if case == "antflow-0.10" else envs.THIS]
     done = subprocess.run(
         [
             python,
@@ -177,6 +197,7 @@ def spawn(
         capture_output=True,
         text=True,
         cwd="/" if case == "antflow-0.10" else str(REPO),
+        env=envs.child_environ(env),
         check=False,
     )
     if done.returncode != 0:
@@ -185,6 +206,7 @@ def spawn(
 
 
 def main(argv: list[str]) -> None:
+    sys.path.insert(0, str(HERE))  # envs, impls
     if argv[:1] == ["child"]:
         case, backend, items, workers = argv[1:]
         print(json.dumps(child(case, backend, int(items), int(workers))), flush=True)
@@ -198,16 +220,23 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--skip", default="", help="cases to leave out, comma-separated"
     )
+    parser.add_argument(
+        "--venvs",
+        type=Path,
+        default=None,
+        help="where the peers' venvs live (default: benchmarks/.venvs)",
+    )
     args = parser.parse_args(argv)
     backends = args.backends.split(",")
     skip = set(filter(None, args.skip.split(",")))
     cases = [c for c in args.cases.split(",") if c not in skip]
     pythons = dict.fromkeys(cases, sys.executable)
     if "antflow-0.10" in cases:
-        sys.path.insert(0, str(HERE))
-        import antflow010_env
-
-        pythons["antflow-0.10"] = str(antflow010_env.ensure())
+        python = _peer_python("antflow-0.10", args.venvs)
+        if python is None:
+            cases.remove("antflow-0.10")
+        else:
+            pythons["antflow-0.10"] = python
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(REPO / "antflow")], check=True
     )

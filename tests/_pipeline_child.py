@@ -1,14 +1,19 @@
-"""A child process for ``test_pipeline_kill.py``: a 3-stage journaled pipeline.
+"""A child process for ``faults/test_pipeline_kill.py``: a 3-stage journaled
+pipeline.
 
 Usage::
 
     python _pipeline_child.py JOURNAL LOG BACKEND ITEMS KILL_AT SEED
 
-Every stage call first appends ``"<stage> <item>\\n"`` to LOG with one
-``write`` (so the line survives a SIGKILL that follows), then works for a
-little while. With ``KILL_AT`` > 0 the process SIGKILLs itself right after
-logging its ``KILL_AT``-th call, while other calls are in flight in every
-stage. Exit status 0 means the pipeline finished.
+Every stage call appends ``"<stage> <item> start\\n"`` to LOG as it starts
+and ``"<stage> <item> end\\n"`` as it returns, each with one ``write`` (so a
+line survives a SIGKILL that follows it), and works for a little while in
+between. Each stage checks that its input is what the stage before it
+returned for that item; a wrong input fails the call, which sets the item
+aside, and the test sees it in the journal. With ``KILL_AT`` > 0 the process
+SIGKILLs itself right after logging the start of its ``KILL_AT``-th call,
+while other calls are in flight in every stage. Exit status 0 means the
+pipeline finished.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -32,22 +38,36 @@ def main() -> None:
     rng = random.Random(int(seed))
     calls = 0
 
-    def stage(name: str) -> object:
-        async def call(value: object) -> object:
+    def stage(index: int) -> Callable[[object], Awaitable[tuple[int, str]]]:
+        name = STAGES[index][0]
+        before = STAGES[index - 1][0] if index else None
+
+        async def call(value: object) -> tuple[int, str]:
             nonlocal calls
-            item = value if isinstance(value, int) else value[0]  # type: ignore[index]
-            os.write(fd, f"{name} {item}\n".encode())
+            if before is None:
+                assert isinstance(value, int), value
+                item = value
+            else:
+                assert isinstance(value, tuple), value
+                item, made_by = value
+                if made_by != before:
+                    raise ValueError(f"{name} got {value!r}, not {before}'s output")
+            os.write(fd, f"{name} {item} start\n".encode())
             calls += 1
             if calls == int(kill_at):
                 os.kill(os.getpid(), signal.SIGKILL)
             await anyio.sleep(rng.uniform(0, 0.003))
+            os.write(fd, f"{name} {item} end\n".encode())
             return (item, name)
 
         call.__name__ = name
         return call
 
     pipeline = Pipeline(
-        *(Stage(name, stage(name), workers=workers) for name, workers in STAGES),  # type: ignore[arg-type]
+        *(
+            Stage(name, stage(index), workers=workers)
+            for index, (name, workers) in enumerate(STAGES)
+        ),
         journal=journal,
     )
 

@@ -1,19 +1,29 @@
-"""SIGKILL a journaled pipeline at random moments, re-run it until done.
+"""SIGKILL a journaled pipeline at random moments, re-run it until done; and
+Ctrl-C, which saves what finished (docs/pipelines.md, "A journal: resume
+after a crash", the guarantees).
 
-The child (``tests/_pipeline_child.py``) runs 3 stages over a few hundred items and
-logs every stage call before it starts. Some runs kill themselves right after
-their k-th call; others are killed by this process after a random delay, so
-kills land anywhere: inside a call, a journal write, a lookup, start-up. The
-schedule comes from a seed, so a failure can be replayed.
+The child (``tests/_pipeline_child.py``) runs 3 stages over a few hundred
+items and logs the start and the end of every stage call. Some runs kill
+themselves right after their k-th call started; others are killed by this
+process after a random delay, so kills land anywhere: inside a call, a
+journal write, a lookup, start-up. The schedule comes from a seed, so a
+failure can be replayed.
 
-Checked at the end: the journal says every item is done; every item started
-every stage; no run called a stage twice for one item; and after each kill,
-the items a stage ran again are at most that stage's capacity (its workers
-plus its buffer: ``Stage.capacity``), the documented in-flight bound.
+Checked at the end: the journal says every item is done and none set aside;
+every item finished every stage, each on the output of the stage before;
+no run called a stage twice for one item; and after each kill, the items a
+stage ran again in a later run are at most that stage's capacity (its
+workers plus its buffer: ``Stage.capacity``), the documented in-flight
+bound.
+
+Sizes: CI runs 400 items and 20 kills per backend (a few seconds each).
+``ANTFLOW_PIPELINE_STRESS=1`` (``nox -s pipeline_stress``) adds three seeds
+of 1,000 items and 40 kills per backend.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -21,6 +31,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import _pipeline_child
 import pytest
@@ -29,11 +40,14 @@ from _pipeline_child import STAGES
 from antflow.pipeline import Journal, Stage
 
 CHILD = Path(_pipeline_child.__file__)
-
 BACKENDS = ["asyncio", "uvloop", "trio"]
 CAPACITY = {
     name: Stage(name, print, workers=workers).capacity for name, workers in STAGES
 }
+full_size_only = pytest.mark.skipif(
+    not os.environ.get("ANTFLOW_PIPELINE_STRESS"),
+    reason="full size: ANTFLOW_PIPELINE_STRESS=1 (nox -s pipeline_stress)",
+)
 
 
 def start(
@@ -47,18 +61,20 @@ def start(
     )
 
 
-def starts(log: Path) -> Counter[tuple[str, int]]:
-    calls: Counter[tuple[str, int]] = Counter()
+def calls(log: Path, event: str = "start") -> Counter[tuple[str, int]]:
+    """How often each (stage, item) call logged ``event`` in one run."""
+    found: Counter[tuple[str, int]] = Counter()
     if log.exists():
         for line in log.read_text().splitlines():
-            stage, item = line.split()
-            calls[stage, int(item)] += 1
-    return calls
+            stage, item, what = line.split()
+            if what == event:
+                found[stage, int(item)] += 1
+    return found
 
 
 def kill_until_done(
     tmp_path: Path, backend: str, *, items: int, kills: int, seed: int
-) -> dict[str, object]:
+) -> dict[str, Any]:
     rng = random.Random(seed)
     journal = tmp_path / "run.journal"
     logs: list[Path] = []
@@ -79,8 +95,8 @@ def kill_until_done(
         child = start(journal, log, backend, items, kill_at, rng.randrange(2**32))
         try:
             if after is not None:
-                calls, extra = after
-                while child.poll() is None and len(starts(log)) < calls:
+                started, extra = after
+                while child.poll() is None and len(calls(log)) < started:
                     time.sleep(0.001)
                 time.sleep(extra)
                 child.send_signal(signal.SIGKILL)
@@ -100,22 +116,25 @@ def kill_until_done(
     summary = Journal(journal).summary()
     assert (summary.done, summary.set_aside, summary.waiting) == (items, 0, {})
 
-    per_run = [starts(log) for log in logs]
-    everything: Counter[tuple[str, int]] = sum(per_run, Counter())
+    per_run = [calls(log) for log in logs]
+    ended: Counter[tuple[str, int]] = sum(
+        (calls(log, "end") for log in logs), Counter()
+    )
     for name, _ in STAGES:
-        assert all(everything[name, item] >= 1 for item in range(items)), name
+        assert all(ended[name, item] >= 1 for item in range(items)), name
     worst: Counter[str] = Counter()
     repeated: Counter[str] = Counter()
-    for index, calls in enumerate(per_run):
-        assert max(calls.values(), default=1) == 1  # nothing twice within a run
+    for index, started in enumerate(per_run):
+        assert max(started.values(), default=1) == 1  # nothing twice within a run
         later: set[tuple[str, int]] = set().union(*per_run[index + 1 :])
-        again = Counter(stage for stage, item in calls if (stage, item) in later)
+        again = Counter(stage for stage, item in started if (stage, item) in later)
         for name, _ in STAGES:
             assert again[name] <= CAPACITY[name], (index, name, again[name])
             worst[name] = max(worst[name], again[name])
             repeated[name] += again[name]
     return {
         "backend": backend,
+        "items": items,
         "runs": len(logs),
         "kills": killed,
         "repeated": dict(repeated),
@@ -126,24 +145,17 @@ def kill_until_done(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, backend: str) -> None:
-    if backend == "uvloop":
-        pytest.importorskip("uvloop")
-    if backend == "trio":
-        pytest.importorskip("trio")
     started = time.perf_counter()
     report = kill_until_done(tmp_path, backend, items=400, kills=20, seed=20261130)
     print(f"\n{report} in {time.perf_counter() - started:.1f} s")
 
 
+@full_size_only
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigkill_stress(tmp_path: Path, backend: str, seed: int) -> None:
-    if backend == "uvloop":
-        pytest.importorskip("uvloop")
-    if backend == "trio":
-        pytest.importorskip("trio")
     started = time.perf_counter()
     report = kill_until_done(tmp_path, backend, items=1000, kills=40, seed=seed)
     print(f"\n{report} in {time.perf_counter() - started:.1f} s")
@@ -153,16 +165,12 @@ def test_sigkill_stress(tmp_path: Path, backend: str, seed: int) -> None:
 def test_ctrl_c_saves_finished_work(tmp_path: Path, backend: str) -> None:
     """SIGINT (Ctrl-C) is not SIGKILL: the run saves what had finished on its
     way out, so a re-run repeats at most the calls that were running."""
-    if backend == "uvloop":
-        pytest.importorskip("uvloop")
-    if backend == "trio":
-        pytest.importorskip("trio")
     journal = tmp_path / "run.journal"
     first_log = tmp_path / "first.log"
     child = start(journal, first_log, backend, 400, 0, 7)
     # Interrupt once the pipeline is busy: when a few hundred calls started.
     deadline = time.monotonic() + 30
-    while len(starts(first_log)) < 200 and child.poll() is None:
+    while len(calls(first_log)) < 200 and child.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.005)
     child.send_signal(signal.SIGINT)
@@ -173,7 +181,7 @@ def test_ctrl_c_saves_finished_work(tmp_path: Path, backend: str) -> None:
     child = start(journal, second_log, backend, 400, 0, 8)
     _, stderr = child.communicate(timeout=50)
     assert child.returncode == 0, stderr.decode()
-    first, second = starts(first_log), starts(second_log)
+    first, second = calls(first_log), calls(second_log)
     for name, workers in STAGES:
         again = sum(
             1 for stage, item in first if stage == name and (stage, item) in second
