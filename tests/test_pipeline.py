@@ -21,7 +21,7 @@ import pytest
 from _pipeline_helpers import CountingSource, Recorder
 from _strategies import hang_guard, task_count
 
-from antflow import RateLimiter
+from antflow import AsyncExecutor, AsyncFuture, RateLimiter
 from antflow.pipeline import (
     Completed,
     Failed,
@@ -520,6 +520,52 @@ async def test_options_are_passed_through_unchanged() -> None:
         "task_timeout": 3,
     }
     assert Stage("plain", split).options == {}  # submit's fast path
+
+
+async def test_each_call_hands_submit_the_stage_options_as_they_were_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every call of every function of a stage is one ``submit(fn, value,
+    **options)`` with the very objects given to `Stage`: a limiter chosen per
+    item (a callable of the call's argument, which the executor does not
+    take yet) reaches the executor as it is, with the value it is for."""
+    chosen: dict[int, anyio.CapacityLimiter] = {}
+
+    def per_item(value: Any) -> anyio.CapacityLimiter:
+        return chosen.setdefault(value % 2, anyio.CapacityLimiter(1))
+
+    seen: list[tuple[str, Any, dict[str, Any]]] = []
+    submit = AsyncExecutor.submit
+
+    def recording(
+        self: AsyncExecutor, fn: Any, /, *args: Any, **options: Any
+    ) -> AsyncFuture[Any]:
+        seen.append((fn.__name__, args, dict(options)))
+        if callable(options.get("semaphore")):
+            # Until the executor resolves a per-item limiter itself.
+            options["semaphore"] = options["semaphore"](*args)
+        return submit(self, fn, *args, **options)
+
+    monkeypatch.setattr(AsyncExecutor, "submit", recording)
+
+    async def first(x: int) -> int:
+        return x * 10
+
+    async def second(x: int) -> int:
+        return x + 1
+
+    pipeline = Pipeline(
+        Stage("s", first, second, semaphore=per_item, retries=2, task_timeout=5),
+        Stage("plain", noop),
+    )
+    assert [r.value for r in await pipeline.run(range(3))] == [1, 11, 21]
+    options = {"semaphore": per_item, "retries": 2, "task_timeout": 5}
+    assert sorted(seen, key=repr) == sorted(
+        [("first", (x,), options) for x in range(3)]
+        + [("second", (x * 10,), options) for x in range(3)]
+        + [("noop", (x * 10 + 1,), {}) for x in range(3)],
+        key=repr,
+    )
 
 
 # -- observing (docs/pipelines.md, "Watching a run") -----------------------------------
