@@ -187,6 +187,39 @@ async def test_a_first_stage_failure_is_retried_with_the_source_item(
     assert retried == [Completed(3, 3, "7")]
 
 
+async def test_a_failure_that_the_stop_kept_from_its_retries_is_not_set_aside(
+    path: Path,
+) -> None:
+    """A call that fails while the code around the run is being cancelled is
+    not retried (the executor starts no attempt once it is going down); the
+    item did not fail after its retries, so it is not set aside: the next run
+    tries it again (docs/pipelines.md, "Failures set aside")."""
+    calls: Counter[int] = Counter()
+    stop = anyio.CancelScope()
+
+    async def flaky(x: int) -> int:
+        calls[x] += 1
+        await anyio.lowlevel.checkpoint()
+        if x == 3 and calls[x] == 1:
+            stop.cancel()  # the run is stopped from outside...
+            raise ConnectionError("down")  # ...as this attempt fails
+        return x
+
+    def pipeline() -> Pipeline:
+        return Pipeline(Stage("flaky", flaky, workers=1, retries=3), journal=path)
+
+    events: list[StageEvent] = []
+    with stop:
+        await pipeline().run(range(6), on_event=events.append)
+    assert stop.cancelled_caught
+    assert [e for e in events if e.kind == "set_aside"] == []
+    assert Journal(path).summary().set_aside == 0
+    rest = await pipeline().run(range(6))
+    assert Completed(3, 3, 3) in rest
+    assert calls[3] == 2
+    assert Journal(path).summary().done == 6
+
+
 async def test_fail_fast_leaves_the_item_to_be_tried_again(path: Path) -> None:
     rec = Recorder()
     rec.fail["inc"] = lambda x: x == 6

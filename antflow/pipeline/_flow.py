@@ -127,6 +127,16 @@ def settled_value(future: AsyncFuture[Any]) -> Any:
     raise RuntimeError(f"{future!r} is not final")
 
 
+def _stopped_around() -> bool:
+    """Is the code around the running call cancelled?
+
+    A done callback runs in the worker that ran the call, as the call ends;
+    if the scopes around the run are cancelled, the executor gave up on its
+    retries (``AsyncExecutor`` does not retry once it is going down).
+    """
+    return anyio.current_effective_deadline() == -math.inf
+
+
 def deliver(packet: Packet, destination: Destination) -> None:
     """Move a packet into ``destination`` now, or park it there until room
     frees; until it is in, it keeps the room it holds."""
@@ -257,6 +267,12 @@ class StageRunner:
             return  # the run is stopping
         error = future.exception()
         if error is not None:
+            if _stopped_around():
+                # The run is being cancelled, so the executor did not retry
+                # this failure: the item did not fail after its retries. It
+                # stays where its last saved record says; a later run
+                # repeats the call (one of those the stop cut off).
+                return
             self._failed(target, error)
         elif position < self._last:
             self._call(target, position + 1, settled_value(future))
