@@ -1,8 +1,9 @@
 """A job's attempts: the call, its per-attempt limits, and retries.
 
 The plain job (no option) is called straight from the worker (``_pool``);
-everything else comes here. One attempt is the call in the submitter's
-context, inside the call's ``task_timeout`` scope, and inside the limiter
+everything else comes here. All of it runs in the submitter's context (the
+worker steps `run_attempts` through ``_context.run_in_context``). One
+attempt is the call, inside the call's ``task_timeout`` scope, and inside the limiter
 that has no non-blocking path if there is one. Between attempts the job
 gives every token back, sleeps its back-off holding its worker slot, and
 then passes its gates again without blocking; if it cannot, it parks and its
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from ._context import call_in_context
+from ._context import awaitable
 
 if TYPE_CHECKING:
     from ._job import Call, Job
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 PARKED: Final = object()
 
 
-async def run_attempts(pool: Pool, job: Job, plan: Plan) -> Any:
+async def run_attempts(pool: Pool, job: Job) -> Any:
     """Attempt ``job`` until it succeeds or its retry policy gives up.
 
     The job holds its tokens when this is called; they are given back after
@@ -41,6 +42,8 @@ async def run_attempts(pool: Pool, job: Job, plan: Plan) -> Any:
         Exception: what the last attempt raised (or the ``TimeoutError`` of
             its ``task_timeout``).
     """
+    plan = job.plan
+    assert plan is not None
     retry = plan.retry
     try:
         while True:
@@ -70,7 +73,7 @@ async def run_attempts(pool: Pool, job: Job, plan: Plan) -> Any:
     finally:
         # A failure's traceback can keep this frame (on 3.12+, through the
         # user's frame's f_back): it must not keep the job, or the job and
-        # its error would hold each other (see _pool.Pool._run).
+        # its error would hold each other (see _pool.Pool._work).
         del job
 
 
@@ -92,11 +95,12 @@ async def attempt(call: Call, plan: Plan) -> Any:
 
 
 async def _timed(call: Call, timeout: float | None) -> Any:
-    awaitable = call_in_context(*call)
+    _, fn, args, kwargs = call
+    made = awaitable(fn(*args, **kwargs) if kwargs else fn(*args), fn)
     if timeout is None:
-        return await awaitable
+        return await made
     with anyio.CancelScope(deadline=anyio.current_time() + timeout):
-        return await awaitable
+        return await made
     # Only reached when the deadline cancelled the attempt.
     raise TimeoutError(f"attempt took longer than task_timeout={timeout}")
 

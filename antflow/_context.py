@@ -5,9 +5,11 @@ copy of the context of the code that started it, so a request id or a trace
 span set by the caller is seen inside the task, and what the task sets is
 seen by nobody else. antflow's workers are long-lived tasks that run many
 jobs one after another, so a job cannot simply inherit the worker's context.
-Instead the worker drives the job's coroutine itself, one step at a time,
-each step inside ``context.run``: what asyncio's Task does for every task,
-done here for the job's coroutine only. Suspensions (futures on asyncio,
+Instead the worker drives the job itself, one step at a time, each step
+inside ``context.run``: what asyncio's Task does for every task, done here
+for the job only. "The job" is the user's coroutine for a job without
+options, or ``_attempts.run_attempts`` (limiters, timeouts, retries and the
+user's call), whose own steps are harmless in the submitter's context. Suspensions (futures on asyncio,
 trio's traps) pass through untouched, and so do cancellations thrown in.
 
 The frames of this driver and of the pool are removed from the front of a
@@ -34,24 +36,52 @@ _OWN_MODULES = frozenset(
 
 
 @types.coroutine
-def run_in_context(context: Context, coroutine: Any) -> Generator[Any, Any, Any]:
-    """Await ``coroutine`` with each of its steps run inside ``context``.
+def run_in_context(
+    context: Context,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+) -> Generator[Any, Any, Any]:
+    """Await ``fn(*args, **kwargs)`` with the call and each step of what it
+    returns run inside ``context``.
 
-    ``coroutine`` is a coroutine or any iterator from ``__await__`` that has
-    ``send`` and ``throw``.
+    This is the one trampoline of antflow, awaited by the worker itself: a
+    job's attempts, limiters and back-offs (``_attempts``) run through it
+    too, so the user's call inside them needs no second one. It costs about
+    6.5k of a plain job's 52.6k instructions (callgrind, asyncio, workload
+    a): the price of running each job in its submitter's context.
+
+    Raises:
+        TypeError: ``fn`` returned something that is not awaitable; the
+            message names ``fn``.
     """
     run = context.run
-    send = coroutine.send
+    try:
+        made: Any = run(fn, *args, **kwargs) if kwargs else run(fn, *args)
+    except StopIteration as error:
+        # Python refuses to raise it out of a generator or coroutine (it
+        # would read as a return), so awaiting the future could not raise
+        # it: the job fails with a RuntimeError from it, as an asyncio task
+        # whose coroutine raised it does.
+        raise RuntimeError(f"{_name(fn)} raised StopIteration") from error
+    if made.__class__ is not types.CoroutineType:
+        # Rare (a future, a @types.coroutine generator, an object with
+        # __await__): a coroutine that awaits it is stepped instead.
+        made = _awaiting(made, fn)
+    # An error thrown in here keeps this frame in its traceback: it must not
+    # keep the call (the job itself, for run_attempts) alive through it.
+    del fn, args, kwargs
+    send = made.send
     try:
         signal = run(send, None)
         while True:
             try:
                 sent = yield signal
             except GeneratorExit:
-                run(coroutine.close)
+                run(made.close)
                 raise
             except BaseException as thrown:  # cancellation, delivered inward
-                signal = run(coroutine.throw, thrown)
+                signal = run(made.throw, thrown)
                 continue
             try:
                 signal = run(send, sent)
@@ -64,35 +94,29 @@ def run_in_context(context: Context, coroutine: Any) -> Generator[Any, Any, Any]
         return finished.value
 
 
-def call_in_context(
-    context: Context, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
-) -> Awaitable[Any]:
-    """Call ``fn(*args, **kwargs)`` in ``context``; return what to await.
+def awaitable(made: Any, fn: Callable[..., Any]) -> Awaitable[Any]:
+    """``made``, what ``fn`` returned, if it can be awaited.
 
     Raises:
-        TypeError: ``fn`` returned something that is not awaitable; the
-            message names ``fn``.
+        TypeError: it cannot; the message names ``fn``.
     """
-    made: Any = context.run(fn, *args, **kwargs) if kwargs else context.run(fn, *args)
     kind: Any = made.__class__
-    if kind is types.CoroutineType:
-        return run_in_context(context, made)
-    steps: Any
+    if kind is types.CoroutineType or hasattr(kind, "__await__"):
+        return made  # type: ignore[no-any-return]
     if kind is types.GeneratorType and made.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
-        steps = made  # a @types.coroutine generator
-    else:
-        await_: Any = getattr(kind, "__await__", None)
-        if await_ is None:
-            name = getattr(fn, "__qualname__", None) or repr(fn)
-            raise TypeError(
-                f"{name} returned {kind.__name__}, not an awaitable; "
-                "the executor runs async functions"
-            )
-        steps = context.run(await_, made)
-        if not (hasattr(steps, "send") and hasattr(steps, "throw")):
-            # An iterator we cannot step through: await it as it is.
-            return made  # type: ignore[no-any-return]
-    return run_in_context(context, steps)
+        return made  # type: ignore[no-any-return]  # a @types.coroutine generator
+    raise TypeError(
+        f"{_name(fn)} returned {kind.__name__}, not an awaitable; "
+        "the executor runs async functions"
+    )
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+async def _awaiting(made: Any, fn: Callable[..., Any]) -> Any:
+    return await awaitable(made, fn)
 
 
 def drop_own_frames(error: BaseException) -> None:

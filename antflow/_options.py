@@ -131,6 +131,16 @@ class Plan(NamedTuple):
     retry: RetryPolicy | None
     timeout: float | None
 
+    @property
+    def needs_attempts(self) -> bool:
+        """Is there anything to do around the call (``_attempts``)? A plan
+        of gates alone runs like the plain path once admitted: 118k -> 112k
+        instructions per item for ``semaphore=CapacityLimiter(50)``
+        (callgrind, asyncio, workload a)."""
+        return not (
+            self.context_limiter is None and self.retry is None and self.timeout is None
+        )
+
 
 def make_plan(
     options: CallOptions | None, executor_rate: RateLimiter | None, backend: str

@@ -46,7 +46,7 @@ import anyio
 
 from ._attempts import PARKED, run_attempts
 from ._compat import current_task_id
-from ._context import call_in_context, drop_own_frames
+from ._context import drop_own_frames, run_in_context
 from ._exceptions import ExecutorShutdownError
 from ._job import CANCELLED, CANCELLING, FAILED, FINISHED, Job, State, logger
 
@@ -331,6 +331,12 @@ class Pool:
         task_id = current_task_id()
         self.worker_ids.add(task_id)
         streak = 0  # jobs run since this worker last yielded to the loop
+        # What the worker holds for one job, dropped once it ends (below).
+        context: Any
+        fn: Any
+        args: Any
+        kwargs: Any
+        value: Any
         try:
             while True:
                 with anyio.CancelScope() as scope:
@@ -349,9 +355,34 @@ class Pool:
                             streak = 0
                             await anyio.lowlevel.checkpoint()
                         streak += 1
-                        spent = await self._run(job, scope)
-                        job = None
+                        if job.state >= FINISHED:
+                            self._abandon(job)  # cancelled on its way to us
+                            continue
+                        job.started(scope)
+                        # Awaited right here, not in a coroutine per job:
+                        # a frame less on every step (54.1k -> 52.6k
+                        # instructions per item, callgrind, asyncio, a).
+                        context, fn, args, kwargs = job.call()
+                        plan = job.plan
+                        if plan is not None and plan.needs_attempts:
+                            fn, args, kwargs = run_attempts, (self, job), None
+                        try:
+                            value = await run_in_context(context, fn, args, kwargs)
+                        except Exception as error:
+                            spent = self._failed(job, error)
+                        except BaseException as error:
+                            self._interrupted(job, error)
+                            raise
+                        else:
+                            spent = self._returned(job, value)
+                        finally:
+                            # A failure's traceback keeps the user's frame
+                            # and, through its f_back (3.12+), this one: it
+                            # must not keep the job or its call, or they and
+                            # the error would hold each other.
+                            job = plan = context = fn = args = kwargs = value = None
                         if spent:
+                            # cancel() used the scope up: take a new one.
                             break
         finally:
             self.worker_ids.discard(task_id)
@@ -430,68 +461,57 @@ class Pool:
 
     # -- running a job ------------------------------------------------------------
 
-    async def _run(self, job: Job, scope: anyio.CancelScope) -> bool:
-        """Run an admitted ``job`` in the worker's ``scope`` to its end (or
-        until it parks again).
+    # Each of these ends a worker's run of a job, and says whether cancel()
+    # cancelled the worker's scope for it (the only caller of
+    # ``scope.cancel()``), so the worker needs a new scope.
 
-        Returns True if ``scope`` was cancelled for the job (``cancel()`` is
-        the only caller of ``scope.cancel()``), so the worker needs a new one.
-        """
-        if job.state >= FINISHED:
-            # Cancelled on its way to us.
-            self._abandon(job)
-            return False
-        job.started(scope)
-        plan = job.plan
-        # A failure's traceback keeps the user's frame, and through its f_back
-        # (on 3.12+) this one: this frame must not keep the job when it ends,
-        # or the job and its error would hold each other and outlive the
-        # future. Hence the ``del job`` on every way out.
-        try:
+    def _returned(self, job: Job, value: Any) -> bool:
+        spent = job.state == CANCELLING
+        if value is PARKED:
+            return spent  # it waits at a gate again, still running
+        if job.held:
+            # A job whose plan is gates alone ran without run_attempts and
+            # gives its tokens back here; a limiter that fails on release
+            # fails the job, as it would an attempt.
             try:
-                if plan is None:
-                    value = await call_in_context(*job.call())
-                else:
-                    value = await run_attempts(self, job, plan)
+                self.give_back(job)
             except Exception as error:
-                spent = job.state == CANCELLING
-                self._done(job)
-                drop_own_frames(error)
-                if isinstance(error, StopIteration):
-                    # Python refuses to raise it out of a coroutine (it would
-                    # read as a return), so awaiting the future could not
-                    # raise it: the job fails with a RuntimeError from it, as
-                    # an asyncio task whose coroutine raised it does.
-                    error = _stop_iteration_error(job, error)
-                # A cancelled job whose cleanup raised ends failed with that
-                # error, as an asyncio task does.
-                job.settle(FAILED, error)
-                return spent
-            except BaseException as error:
-                # Cancellation (ours or from outside), or a BaseException from
-                # the task itself: never stored as a result, but the job still
-                # ends final. The worker's scope absorbs its own cancellation.
-                self._done(job)
-                job.settle(CANCELLED, None)
-                if self.crash is None and not isinstance(
-                    error, anyio.get_cancelled_exc_class()
-                ):
-                    self.crash = error
-                    self.on_crash()
-                raise
-            spent = job.state == CANCELLING
-            if value is PARKED:
-                return spent
-            self._done(job)
-            if spent:
-                # Cancelled, but the task swallowed it or finished first: the
-                # cancel() that returned True wins.
-                job.settle(CANCELLED, None)
-            else:
-                job.settle(FINISHED, value)
-            return spent
-        finally:
-            del job
+                return self._failed(job, error)
+        self._done(job)
+        if spent:
+            # Cancelled, but the task swallowed it or finished first: the
+            # cancel() that returned True wins.
+            job.settle(CANCELLED, None)
+        else:
+            job.settle(FINISHED, value)
+        return spent
+
+    def _failed(self, job: Job, error: Exception) -> bool:
+        spent = job.state == CANCELLING
+        if job.held:
+            try:
+                self.give_back(job)
+            except Exception as release_error:
+                release_error.__context__ = error
+                error = release_error
+        self._done(job)
+        drop_own_frames(error)
+        # A cancelled job whose cleanup raised ends failed with that error,
+        # as an asyncio task does.
+        job.settle(FAILED, error)
+        return spent
+
+    def _interrupted(self, job: Job, error: BaseException) -> None:
+        """Cancellation (ours or from outside), or a BaseException from the
+        task itself: never stored as a result, but the job still ends
+        final. The worker's scope absorbs its own cancellation."""
+        self._done(job)
+        job.settle(CANCELLED, None)
+        if self.crash is None and not isinstance(
+            error, anyio.get_cancelled_exc_class()
+        ):
+            self.crash = error
+            self.on_crash()
 
     def _done(self, job: Job) -> None:
         """The job's worker is done with it: its slot is free."""
@@ -499,8 +519,9 @@ class Pool:
             return
         job.scope = None
         if job.held:
-            # Only a job that never ran gets here holding tokens (a job's
-            # attempts give theirs back themselves, reporting a fault).
+            # Only a job that never ran or was interrupted gets here
+            # holding tokens (one that ran gave them back, reporting a
+            # fault as its failure).
             try:
                 self.give_back(job)
             except Exception:
@@ -605,13 +626,6 @@ class Pool:
 
 def _nothing() -> None:
     pass
-
-
-def _stop_iteration_error(job: Job, error: StopIteration) -> RuntimeError:
-    name = getattr(job.fn, "__qualname__", None) or repr(job.fn)
-    replacement = RuntimeError(f"{name} raised StopIteration")
-    replacement.__cause__ = error
-    return replacement
 
 
 _MISSING: Final = object()
