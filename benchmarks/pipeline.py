@@ -5,6 +5,7 @@ Usage::
     python benchmarks/pipeline.py                  # 1,000,000 items, 1 round
     python benchmarks/pipeline.py --items 100000 --rounds 3
     python benchmarks/pipeline.py --backends asyncio,trio --skip antflow-0.10
+    python benchmarks/pipeline.py --instructions   # callgrind: load-immune
 
 Cases, each three stages of ``workers`` workers (100 by default) whose task
 awaits one checkpoint (``impls/_tasks.py``, the same bodies as the other
@@ -29,7 +30,10 @@ included; peak RSS is the child's high-water mark at the end (``VmHWM`` on
 Linux, the interpreter and its imports included). Ratios divide by
 ``map_iter-chain`` on the same backend, measured in the same invocation. The
 load average is printed at the start and the end: other work on the machine
-skews the times. Nothing is asserted: this reports.
+skews the times; ``--instructions`` counts instructions per item under
+callgrind instead, which the load does not change (but which weighs a
+system call or a thread hand-over like any instruction). Nothing is
+asserted: this reports.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -178,22 +183,23 @@ def _peer_python(name: str, root: Path | None) -> str | None:
 
 
 def spawn(
-    python: str, case: str, backend: str, items: int, workers: int
-) -> dict[str, float]:
+    python: str,
+    case: str,
+    backend: str,
+    items: int,
+    workers: int,
+    *,
+    prefix: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run one case in a child process (under ``prefix``, a tool such as
+    valgrind, if given)."""
     import envs
 
     # A peer's child never sees this repository (its antflow is 0.10).
     env = envs.ENVS[case if case == "antflow-0.10" else envs.THIS]
+    script = str(Path(__file__).resolve())
     done = subprocess.run(
-        [
-            python,
-            str(Path(__file__).resolve()),
-            "child",
-            case,
-            backend,
-            str(items),
-            str(workers),
-        ],
+        [*prefix, python, script, "child", case, backend, str(items), str(workers)],
         capture_output=True,
         text=True,
         cwd="/" if case == "antflow-0.10" else str(REPO),
@@ -202,7 +208,39 @@ def spawn(
     )
     if done.returncode != 0:
         raise RuntimeError(f"{case} on {backend} failed:\n{done.stderr}")
+    return done
+
+
+def measure(
+    python: str, case: str, backend: str, items: int, workers: int
+) -> dict[str, float]:
+    """Wall time and peak RSS of one run."""
+    done = spawn(python, case, backend, items, workers)
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def instructions_per_item(
+    python: str, case: str, backend: str, sizes: tuple[int, int], workers: int
+) -> float:
+    """Instructions per item as callgrind counts them, which the machine's
+    load does not change: the difference between two sizes, divided by the
+    difference in items, so that start-up and imports cancel out (as
+    ``benchmarks/instructions/count.sh`` does)."""
+    counts: list[int] = []
+    for items in sizes:
+        done = spawn(
+            python,
+            case,
+            backend,
+            items,
+            workers,
+            prefix=("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise RuntimeError(f"no instruction count from callgrind:\n{done.stderr}")
+        counts.append(int(found[1]))
+    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
 
 
 def main(argv: list[str]) -> None:
@@ -219,6 +257,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument(
         "--skip", default="", help="cases to leave out, comma-separated"
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per item under callgrind (2,000 and 6,000 "
+        "items) instead of timing --items; needs valgrind",
     )
     parser.add_argument(
         "--venvs",
@@ -241,6 +285,9 @@ def main(argv: list[str]) -> None:
         [sys.executable, "-m", "compileall", "-q", str(REPO / "antflow")], check=True
     )
 
+    if args.instructions:
+        _count_instructions(pythons, cases, backends, args.workers)
+        return
     load = os.getloadavg()[0]
     print(
         f"{args.items:,} items, 3 stages of {args.workers} workers, {args.rounds} round(s); "
@@ -254,7 +301,9 @@ def main(argv: list[str]) -> None:
             for case in order:
                 if case == "antflow-0.10" and backend == "trio":
                     continue
-                numbers = spawn(pythons[case], case, backend, args.items, args.workers)
+                numbers = measure(
+                    pythons[case], case, backend, args.items, args.workers
+                )
                 runs.setdefault((backend, case), []).append(numbers)
                 print(
                     f"  {backend:8} {case:20} {numbers['elapsed']:8.2f} s"
@@ -275,6 +324,31 @@ def main(argv: list[str]) -> None:
             peak = statistics.median(r["peak_rss"] for r in numbers) / 2**20
             ratio = f"{elapsed / base:.2f}x" if base else "-"
             print(f"| {backend} | {case} | {elapsed:.2f} s | {peak:.0f} MB | {ratio} |")
+
+
+def _count_instructions(
+    pythons: dict[str, str], cases: list[str], backends: list[str], workers: int
+) -> None:
+    sizes = (2_000, 6_000)
+    print(
+        f"instructions per item (callgrind, {sizes[0]:,} and {sizes[1]:,} items), "
+        f"3 stages of {workers} workers\n",
+        flush=True,
+    )
+    print(f"| backend | case | instructions per item | vs {REFERENCE} |")
+    print("|---|---|---|---|")
+    for backend in backends:
+        counted: dict[str, float] = {}
+        for case in cases:
+            if case == "antflow-0.10" and backend == "trio":
+                continue
+            counted[case] = instructions_per_item(
+                pythons[case], case, backend, sizes, workers
+            )
+        base = counted.get(REFERENCE)
+        for case, count in counted.items():
+            ratio = f"{count / base:.2f}x" if base else "-"
+            print(f"| {backend} | {case} | {count:,.0f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":
