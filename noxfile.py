@@ -171,6 +171,30 @@ def bench_plots(session: nox.Session) -> None:
 
 
 @nox.session(python=OLDEST)
+def bench_pipeline(session: nox.Session) -> None:
+    """A 3-stage pipeline over a million items, next to chained map_iter and
+    AntFlow 0.10's Pipeline (benchmarks/pipeline.py; not asserted)."""
+    session.install("-e", ".[trio,uvloop]")
+    session.run("python", "benchmarks/pipeline.py", *session.posargs)
+
+
+@nox.session(python=OLDEST)
+def pipeline_stress(session: nox.Session) -> None:
+    """Pipelines at full size: 1,000,000 items in bounded memory and the
+    SIGKILL stress test, on asyncio, uvloop and trio (not a default session:
+    some 10 minutes on 2 cores; the default suite runs them smaller)."""
+    session.install("-e", ".[trio,uvloop]", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "-rP",
+        "tests/stress/test_pipeline_memory.py",
+        "tests/faults/test_pipeline_kill.py",
+        *session.posargs,
+        env={"ANTFLOW_PIPELINE_STRESS": "1"},
+    )
+
+
+@nox.session(python=OLDEST)
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs --strict (into site/).
 

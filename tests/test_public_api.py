@@ -37,8 +37,9 @@ IN_THEIR_OWN_MODULE = {
 def test_all_is_the_public_api() -> None:
     assert set(antflow.__all__) == EXPECTED
     assert antflow.__all__ == sorted(antflow.__all__)
-    # Submodules (antflow.process, antflow.dask, ...) appear as attributes
-    # once something imports them; they are public modules, not names.
+    # Submodules (antflow.process, antflow.dask, antflow.pipeline, ...) appear
+    # as attributes once something imports them; they are public modules, not
+    # names.
     public = {
         name
         for name in dir(antflow)

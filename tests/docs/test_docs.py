@@ -315,6 +315,10 @@ def test_shell_command_names_what_exists(where: str, argv: list[str]) -> None:
         for arg in argv:
             if match := re.fullmatch(r"(?:antflow|\.)\[([\w,]+)\]", arg):
                 assert set(match[1].split(",")) <= _extras(), where
+    elif program.startswith("python") and argv[1:4] == ["-m", "antflow", "pipeline"]:
+        from antflow._demo_pipeline import parse_args as parse_pipeline_args
+
+        parse_pipeline_args(argv[4:])  # exits on an option it does not know
     elif program.startswith("python") and argv[1:3] == ["-m", "antflow"]:
         from antflow._demo import parse_args
 
