@@ -1,4 +1,4 @@
-"""Workload k, a crawl: the URLs, the hosts, the simulated requests.
+"""Workload o, a crawl: the URLs, the hosts, the simulated requests.
 
 2,000 URLs spread over ``HOSTS`` hosts in turn; every host takes at most
 ``PER_HOST`` requests at once. One host is slow (``SLOW_S`` a request, the

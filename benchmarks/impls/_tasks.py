@@ -66,7 +66,7 @@ class Tasks:
     Event: Callable[[], Any]
     Semaphore: Callable[[int], Any]
     nap: Callable[[float], Awaitable[Any]]
-    """``await nap(seconds)``: the backend's own sleep (workload k's requests)."""
+    """``await nap(seconds)``: the backend's own sleep (workload o's requests)."""
 
     def gate(self, target: int) -> Gate:
         return Gate(target, self.Event(), self.Event())

@@ -1,4 +1,4 @@
-"""Workload k with antflow: ``map_iter(ordered=False)`` with a limiter per
+"""Workload o with antflow: ``map_iter(ordered=False)`` with a limiter per
 host chosen by a function of the URL (made when the host first comes up)
 and ``return_exceptions=True``, so one failing URL does not end the crawl.
 
