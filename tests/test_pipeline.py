@@ -575,7 +575,7 @@ async def test_a_call_settled_outside_any_task_is_not_taken_for_a_stop(
     the scopes around the worker; a callback the event loop runs outside the
     run's tasks (where a limiter's timer may settle a call) is not inside
     them, so it never reads as a stop."""
-    from antflow.pipeline._flow import _stopped_around  # pyright: ignore[reportPrivateUsage]
+    from antflow.pipeline._flow import _stopped_around
 
     seen: list[bool] = []
     done = anyio.Event()
