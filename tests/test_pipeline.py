@@ -568,6 +568,37 @@ async def test_each_call_hands_submit_the_stage_options_as_they_were_given(
     )
 
 
+async def test_a_call_settled_outside_any_task_is_not_taken_for_a_stop(
+    anyio_backend_name: str,
+) -> None:
+    """Whether a failure came while the run was being stopped is read from
+    the scopes around the worker; a callback the event loop runs outside the
+    run's tasks (where a limiter's timer may settle a call) is not inside
+    them, so it never reads as a stop."""
+    from antflow.pipeline._flow import _stopped_around
+
+    seen: list[bool] = []
+    done = anyio.Event()
+
+    def in_a_loop_callback() -> None:
+        seen.append(_stopped_around())
+        done.set()
+
+    if anyio_backend_name == "trio":
+        import trio
+
+        trio.lowlevel.current_trio_token().run_sync_soon(in_a_loop_callback)
+    else:
+        import asyncio
+
+        asyncio.get_running_loop().call_soon(in_a_loop_callback)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        assert _stopped_around()
+    await done.wait()
+    assert seen == [False]
+
+
 # -- observing (docs/pipelines.md, "Watching a run") -----------------------------------
 
 

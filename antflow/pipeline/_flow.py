@@ -132,7 +132,9 @@ def _stopped_around() -> bool:
 
     A done callback runs in the worker that ran the call, as the call ends;
     if the scopes around the run are cancelled, the executor gave up on its
-    retries (``AsyncExecutor`` does not retry once it is going down).
+    retries (``AsyncExecutor`` does not retry once it is going down). A
+    call settled by an event-loop callback (a limiter's timer) is outside
+    any of the run's scopes: the deadline is then infinite, not a stop.
     """
     return anyio.current_effective_deadline() == -math.inf
 
