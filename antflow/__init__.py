@@ -3,10 +3,10 @@
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._exceptions import AntFlowError, ExecutorShutdownError
+from ._exceptions import AntFlowError, ExecutorFullError, ExecutorShutdownError
 from ._executor import AsyncExecutor
 from ._future import AsyncFuture
-from ._options import TaskOptions
+from ._options import MapOptions, TaskOptions
 from ._rate import RateLimiter
 from ._version import __version__
 from ._wait import AsCompleted, WaitStrategy
@@ -24,9 +24,11 @@ __all__ = [
     "AsyncExecutor",
     "AsyncFuture",
     "CancelledError",
+    "ExecutorFullError",
     "ExecutorShutdownError",
     "ExecutorStatistics",
     "MapIterator",
+    "MapOptions",
     "Offloader",
     "ProcessPool",
     "RateLimiter",
@@ -43,7 +45,9 @@ for _public in (
     AsCompleted,
     AsyncExecutor,
     AsyncFuture,
+    ExecutorFullError,
     ExecutorShutdownError,
+    MapOptions,
     RateLimiter,
     TaskOptions,
     WaitStrategy,

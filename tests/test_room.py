@@ -21,8 +21,7 @@ import anyio
 import pytest
 from _strategies import hang_guard, task_count
 
-from antflow import AsyncExecutor, ExecutorShutdownError
-from antflow._exceptions import ExecutorFullError
+from antflow import AsyncExecutor, ExecutorFullError, ExecutorShutdownError
 
 pytestmark = pytest.mark.anyio
 

@@ -75,8 +75,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError, RateLimiter
-from antflow._exceptions import ExecutorFullError
+from antflow import (
+    AsyncExecutor,
+    AsyncFuture,
+    ExecutorFullError,
+    ExecutorShutdownError,
+    RateLimiter,
+)
 from antflow._future import job_of
 
 #: What each job's submitter set; every attempt must see its own.
