@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from ._context import awaitable
+from ._rate import acquire_all
 
 if TYPE_CHECKING:
     from ._job import Call, Job
@@ -99,8 +100,8 @@ async def attempt(call: Call, plan: Plan) -> Any:
     async with limiter:
         # Rate limits come after this limiter: waiting for it must not
         # bunch starts up.
-        for pacer in plan.rates_in_attempt:
-            await pacer.acquire()
+        if plan.rates_in_attempt:
+            await acquire_all(plan.rates_in_attempt)
         return await _timed(call, plan.timeout)
 
 
