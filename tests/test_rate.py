@@ -357,6 +357,54 @@ class TestVirtualTime:
         elapsed = starts.times[-1] - starts.times[0]
         assert (count - 1) / elapsed == pytest.approx(rate, rel=0.05)
 
+    async def test_two_rate_limits_inside_an_attempt_never_start_two_at_once(
+        self,
+    ) -> None:
+        """A job whose rate limits are taken inside the attempt (a
+        context-manager semaphore comes first) waits for both limits before
+        it takes either: a token taken from the executor's limit while the
+        call's slower limit was still waited for would be spent at once but
+        used later, at the same instant as the next job's start. Found by the
+        model test: two starts 0 s apart under ``RateLimiter(1000)``."""
+
+        class ContextSemaphore:
+            """Only ``async with``: the attempt itself enters it."""
+
+            def __init__(self) -> None:
+                self.lock = anyio.Lock()
+
+            async def __aenter__(self) -> None:
+                await self.lock.acquire()
+
+            async def __aexit__(self, *exc_info: object) -> None:
+                self.lock.release()
+
+        starts = Starts()
+        slow = RateLimiter(200)  # one start each 5 ms
+        with anyio.fail_after(HANG_GUARD):
+            async with AsyncExecutor(
+                max_workers=1, rate_limit=RateLimiter(1000)
+            ) as ex:
+                futures = [ex.submit(starts.task, 0, rate_limit=slow)]
+                futures += [ex.submit(starts.task, i) for i in (1, 2, 3)]
+                futures.append(
+                    ex.submit(
+                        starts.task, 4, semaphore=ContextSemaphore(), rate_limit=slow
+                    )
+                )
+                futures.append(ex.submit(starts.task, 5))
+                assert [await f for f in futures] == list(range(6))
+        # Job 4 is the first job a worker can take when job 0 ends (jobs 1-3
+        # wait for the executor's next token, job 4 is admitted at once and
+        # takes its limits inside the attempt), so it starts first, when
+        # ``slow`` allows; every start after it waits 1 ms for the executor's
+        # limit. Before the fix jobs 4 and 1 both started at 0.005.
+        assert list(starts.labelled) == [0, 4, 1, 2, 3, 5]
+        # Within a microsecond: the pacer lets a start through one clock tick
+        # early rather than arm a timer for less than a tick.
+        expected = [0.0, 0.005, 0.006, 0.007, 0.008, 0.009]
+        assert starts.times == pytest.approx(expected, abs=2e-6)
+
     @pytest.mark.parametrize("call", ["submit", "map", "map_iter", "unordered"])
     async def test_per_call_rate_limit(self, call: str) -> None:
         """rate_limit= on submit, map and map_iter (ordered or not) paces that
