@@ -382,9 +382,7 @@ class TestVirtualTime:
         starts = Starts()
         slow = RateLimiter(200)  # one start each 5 ms
         with anyio.fail_after(HANG_GUARD):
-            async with AsyncExecutor(
-                max_workers=1, rate_limit=RateLimiter(1000)
-            ) as ex:
+            async with AsyncExecutor(max_workers=1, rate_limit=RateLimiter(1000)) as ex:
                 futures = [ex.submit(starts.task, 0, rate_limit=slow)]
                 futures += [ex.submit(starts.task, i) for i in (1, 2, 3)]
                 futures.append(
