@@ -10,6 +10,7 @@ from ._results import Completed, Failed, StageEvent
 from ._run import PipelineRun
 from ._stage import Stage
 from ._statistics import PipelineStatistics, StageStatistics
+from ._task_events import StageTaskEvent
 
 __all__ = [
     "Completed",
@@ -24,6 +25,7 @@ __all__ = [
     "Stage",
     "StageEvent",
     "StageStatistics",
+    "StageTaskEvent",
 ]
 
 for _public in (
@@ -39,6 +41,7 @@ for _public in (
     Stage,
     StageEvent,
     StageStatistics,
+    StageTaskEvent,
 ):
     _public.__module__ = __name__
 del _public

@@ -11,7 +11,8 @@ item is a synchronous hand-over, and each freed unit of room pulls the next
 parked item in at once.
 
 A `StageRunner` submits each item's calls to its stage's own
-`antflow.AsyncExecutor`, passing the stage's options through unchanged, and
+`antflow.AsyncExecutor`, passing the stage's options through unchanged
+(with ``on_task_event``, plus a per-call ``on_event``: see ``_task_events``), and
 acts in the future's done callback: the next call, or the hand-over to the
 next stage, happens the moment a call ends. So a stage's workers are fed
 continuously rather than in waves, and no task per stage is needed, except
@@ -28,12 +29,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from ._task_events import TaggingHook
+
 if TYPE_CHECKING:
     from antflow import AsyncExecutor, AsyncFuture
 
     from ._results import Completed, Failed
     from ._run import PipelineRun
     from ._stage import Stage
+    from ._task_events import StageTaskHook
 
 __all__ = ["Destination", "Hold", "Holder", "Packet", "StageRunner"]
 
@@ -174,6 +178,8 @@ class StageRunner:
         self._last = len(stage.functions) - 1
         self._options = stage.options
         self._submit = executor.submit
+        #: The run's ``on_task_event`` hooks; None keeps the plain submit.
+        self._task_hooks: tuple[StageTaskHook, ...] | None = run.task_hooks
         self._on_done_callback = self._on_done  # one bound method, not one per call
         # In flight: each future and what it works for (a packet, or a
         # batch's packets) and which function it runs.
@@ -245,13 +251,30 @@ class StageRunner:
             return  # the item stays where its last saved record says
         function = self._functions[position]
         options = self._options
-        future = (
-            self._submit(function, value, **options)
-            if options
-            else self._submit(function, value)
-        )
+        if self._task_hooks is not None:
+            future = self._submit_tagged(function, value, target, position)
+        elif options:
+            future = self._submit(function, value, **options)
+        else:
+            future = self._submit(function, value)
         self.calls[future] = (target, position)
         future.add_done_callback(self._on_done_callback)
+
+    def _submit_tagged(
+        self, function: Any, value: Any, target: Packet | list[Packet], position: int
+    ) -> AsyncFuture[Any]:
+        """Submit with a per-call ``on_event``: the run's ``on_task_event``
+        hooks, each told this call's stage, key (a batch's keys) and
+        function."""
+        key = (
+            tuple(packet.key for packet in target)
+            if isinstance(target, list)
+            else target.key
+        )
+        task_hooks = self._task_hooks
+        assert task_hooks is not None
+        hooks = [TaggingHook(hook, self.name, key, position) for hook in task_hooks]
+        return self._submit(function, value, **self._options, on_event=hooks)
 
     def _on_done(self, future: AsyncFuture[Any]) -> None:
         # Runs inside the executor, as the call ends: the item moves on at

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from typing import Any, final
 
 from ._journal import Journal
 from ._results import Completed, Failed, StageEvent
 from ._run import PipelineRun, Progress
 from ._stage import Stage
+from ._task_events import StageTaskHook
 
 __all__ = ["Pipeline"]
 
@@ -92,6 +93,7 @@ class Pipeline:
         retry_set_aside: bool = False,
         progress: Progress = None,
         on_event: Callable[[StageEvent], object] | None = None,
+        on_task_event: StageTaskHook | Sequence[StageTaskHook] | None = None,
     ) -> PipelineRun:
         """Run the pipeline over ``source``, streaming each item's result.
 
@@ -119,13 +121,26 @@ class Pipeline:
                 finishing or failing a stage, and for each item the journal
                 resumes or skips. It runs on the event loop: keep it quick.
                 An exception it raises is logged and otherwise ignored.
+            on_task_event: A hook, or a list of hooks, called with a
+                `StageTaskEvent` for each task event of each call a stage
+                makes (queued, waiting, started, timed out, retrying, and one
+                final event: see `antflow.events`), tagged with the stage,
+                the item's key and the function. Each is passed to that
+                call's ``submit`` as its ``on_event``, so it runs as the
+                executor runs such hooks: a plain function at once, where
+                the step happens (keep it quick); an async one awaited in
+                order by the stage's executor, which waits for it before it
+                closes. An exception it raises is logged and otherwise
+                ignored. Default: none, and then a stage's calls carry no
+                hook at all.
 
         Returns:
             The run, an async iterator of results (see `PipelineRun`).
 
         Raises:
             TypeError: ``source`` is not iterable; an argument of the wrong
-                type.
+                type (``on_task_event`` neither a callable nor a non-empty
+                list of callables).
             ValueError: ``retry_set_aside`` without a journal.
         """
         return PipelineRun(
@@ -136,6 +151,7 @@ class Pipeline:
             retry_set_aside=retry_set_aside,
             progress=progress,
             on_event=on_event,
+            on_task_event=on_task_event,
         )
 
     async def run(
@@ -147,6 +163,7 @@ class Pipeline:
         retry_set_aside: bool = False,
         progress: Progress = None,
         on_event: Callable[[StageEvent], object] | None = None,
+        on_task_event: StageTaskHook | Sequence[StageTaskHook] | None = None,
     ) -> list[Completed | Failed]:
         """Run the pipeline over ``source`` and return every result.
 
@@ -161,6 +178,7 @@ class Pipeline:
             retry_set_aside=retry_set_aside,
             progress=progress,
             on_event=on_event,
+            on_task_event=on_task_event,
         ) as results:
             async for result in results:
                 collected.append(result)

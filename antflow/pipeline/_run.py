@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast, final
@@ -35,6 +35,7 @@ from ._results import StageEvent
 from ._routing import Routing
 from ._source import Feeder, check_source
 from ._statistics import PipelineStatistics, RateMeter, StageStatistics
+from ._task_events import StageTaskHook, task_hooks_of
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -66,6 +67,7 @@ class PipelineRun(Routing):
         retry_set_aside: bool,
         progress: Progress,
         on_event: Callable[[StageEvent], object] | None,
+        on_task_event: StageTaskHook | Sequence[StageTaskHook] | None,
     ) -> None:
         check_source(source)
         for name, flag in (
@@ -77,6 +79,7 @@ class PipelineRun(Routing):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {type(on_event).__name__}")
+        task_hooks = task_hooks_of(on_task_event)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise TypeError(
                 f"progress must be a bool or a callable, got {type(progress).__name__}"
@@ -92,6 +95,8 @@ class PipelineRun(Routing):
         self._retry_set_aside = retry_set_aside
         self._progress = progress
         self.on_event = on_event
+        #: ``on_task_event``'s hooks, handed to each stage call (see `StageRunner`).
+        self.task_hooks = task_hooks
         self.stages = pipeline.stages
         self._count = len(pipeline.stages)
         self._state = _NEW

@@ -15,10 +15,19 @@ import anyio.lowlevel
 import pytest
 from _pipeline_helpers import CountingSource
 from _strategies import examples, hang_guard, task_count
-from hypothesis import given, note, settings
+from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
-from antflow.pipeline import Completed, Journal, Pipeline, Stage, StageEvent
+from antflow.events import Cancelled as TaskCancelled
+from antflow.events import FinalEvent, Queued
+from antflow.pipeline import (
+    Completed,
+    Journal,
+    Pipeline,
+    Stage,
+    StageEvent,
+    StageTaskEvent,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -205,6 +214,119 @@ async def test_stopping_anywhere_leaves_nothing_behind(
     if scenario["ordered"]:
         # In order, what came out is a prefix of the model's results.
         assert received == [(key, ok) for key, ok, _ in expected][: len(received)]
+
+
+# -- task events: however a run stops, every call's events end once ----------------
+
+
+def reached(scenario: dict[str, Any]) -> dict[str, set[Any]]:
+    """The keys of the items that reach each stage in a run never stopped."""
+    specs = scenario["stages"]
+    keys: dict[str, set[Any]] = {spec["name"]: set() for spec in specs}
+
+    def go(key: Any, value: Any, stage: int) -> None:
+        if stage == len(specs):
+            return
+        spec = specs[stage]
+        keys[spec["name"]].add(key)
+        fails = spec["fails"]
+        if fails is not None and _digits(value) % fails == 0:
+            return
+        if spec["kind"] == "fan_out":
+            for index, child in enumerate([(value, "x"), (value, "y")]):
+                go((key, index), child, stage + 1)
+        else:
+            go(key, value, stage + 1)
+
+    for item in range(scenario["items"]):
+        go(item, item, 0)
+    return keys
+
+
+@given(
+    scenario=scenarios(),
+    stop_by=st.sampled_from(["task_event", "stage_event", "consumer", "never"]),
+    fail_fast=st.booleans(),
+)
+@settings(deadline=None)
+async def test_task_events_end_once_wherever_the_run_stops(
+    scenario: dict[str, Any], stop_by: str, fail_fast: bool
+) -> None:
+    """Stop a run anywhere (from a task event hook, a stage event hook, the
+    consumer, or fail_fast's first failure), or not at all: every call's
+    events start with one Queued and end with one final event, each tagged
+    with one stage and the key (a batch's keys) of an item that reaches that
+    stage; a run not stopped ends every call as it ended its item."""
+    note(repr((scenario, stop_by, fail_fast)))
+    stop_after = scenario["stop_after"]
+    events: list[StageTaskEvent] = []
+    counted = 0
+    raised = False
+    before = task_count()
+    with anyio.fail_after(hang_guard()), anyio.CancelScope() as stop:
+
+        def count(by: str) -> None:
+            nonlocal counted
+            if stop_by == by:
+                counted += 1
+                if counted == stop_after:
+                    stop.cancel()
+
+        def on_task_event(event: StageTaskEvent) -> None:
+            events.append(event)
+            count("task_event")
+
+        pipeline = build(scenario, None, Counter())
+        try:
+            async with pipeline.stream(
+                range(scenario["items"]),
+                ordered=scenario["ordered"],
+                fail_fast=fail_fast,
+                on_event=lambda _: count("stage_event"),
+                on_task_event=on_task_event,
+            ) as results:
+                async for _ in results:
+                    count("consumer")
+                    if stop.cancel_called:
+                        break
+        except ValueError as error:
+            assert fail_fast
+            assert "fail_fast=True stopped the pipeline" in error.__notes__[-1]
+            raised = True
+    assert task_count() == before
+
+    jobs: dict[tuple[int, int], list[StageTaskEvent]] = {}
+    for tagged in events:
+        jobs.setdefault((tagged.event.executor, tagged.event.job), []).append(tagged)
+    reach = reached(scenario)
+    kinds = {spec["name"]: spec["kind"] for spec in scenario["stages"]}
+    stage_of: dict[int, str] = {}
+    for (executor, _), job in jobs.items():
+        first = job[0]
+        assert isinstance(first.event, Queued)
+        assert isinstance(job[-1].event, FinalEvent)
+        assert sum(isinstance(t.event, (Queued, FinalEvent)) for t in job) == 2
+        assert {(t.stage, repr(t.key), t.function_index) for t in job} == {
+            (first.stage, repr(first.key), 0)
+        }
+        assert stage_of.setdefault(executor, first.stage) == first.stage
+        keys = first.key if kinds[first.stage] == "batch" else (first.key,)
+        assert isinstance(keys, tuple) and keys
+        assert set(keys) <= reach[first.stage]
+    cut_off = any(isinstance(t.event, TaskCancelled) for t in events)
+    event(f"stopped: {stop.cancel_called or raised}, calls cut off: {cut_off}")
+    if not (stop.cancel_called or raised):
+        # Nothing cut off: each call ended as its function did, and each
+        # item ran once at every stage it reaches.
+        assert not cut_off
+        for name, keys in reach.items():
+            ran = [
+                key
+                for t in events
+                if t.stage == name and isinstance(t.event, Queued)
+                for key in (t.key if kinds[name] == "batch" else (t.key,))
+            ]
+            assert sorted(ran, key=repr) == sorted(keys, key=repr)
 
 
 # -- with a journal: however a run stops, the next one finishes the rest exactly once

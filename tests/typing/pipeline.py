@@ -10,6 +10,7 @@ from typing import assert_type
 import anyio
 
 from antflow import RateLimiter
+from antflow.events import Retrying
 from antflow.pipeline import (
     Completed,
     Failed,
@@ -21,6 +22,7 @@ from antflow.pipeline import (
     Stage,
     StageEvent,
     StageStatistics,
+    StageTaskEvent,
 )
 
 
@@ -59,6 +61,18 @@ async def pipeline_api() -> None:
         if event.kind == "set_aside":
             assert_type(event.error, BaseException | None)
 
+    def on_task_event(tagged: StageTaskEvent) -> None:
+        assert_type(tagged.stage, str)
+        assert_type(tagged.function_index, int)
+        if isinstance(tagged.event, Retrying):
+            assert_type(tagged.event.delay, float)
+
+    async def publish(tagged: StageTaskEvent) -> None:
+        await anyio.sleep(0)
+
+    await pipeline.run(["a"], on_task_event=[on_task_event, publish])
+    pipeline.stream(["a"], on_task_event=(publish,))
+
     run = pipeline.stream(["a"], on_event=on_event, progress=True)
     assert_type(run, PipelineRun)
     async with run:
@@ -76,4 +90,5 @@ async def pipeline_api() -> None:
     # Misuse is a type error.
     Stage("s", fetch, workers="4")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     Pipeline(fetch)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    pipeline.stream(["a"], on_task_event=3)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     pipeline.stream(["a"], ordered="yes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
