@@ -65,11 +65,15 @@ _executor_numbers = itertools.count(1)
 _TIMED_CODE_NAME: Final = "_timed"
 
 
-def hooks_of(on_event: object) -> tuple[Hook, ...]:
-    """``on_event``: a callable, or a list or tuple of callables.
+def hooks_of(
+    on_event: object, *, argument: str = "on_event", takes: str = "an event"
+) -> tuple[Hook, ...]:
+    """``on_event``: a callable, or a non-empty list or tuple of callables
+    (also for the pipeline's ``on_task_event``: ``argument`` names it in the
+    error, ``takes`` says what its hooks are called with).
 
     Raises:
-        TypeError: anything else, naming ``on_event``.
+        TypeError: anything else, naming ``argument``.
     """
     if callable(on_event):
         return (on_event,)
@@ -78,8 +82,8 @@ def hooks_of(on_event: object) -> tuple[Hook, ...]:
         if hooks and all(callable(hook) for hook in hooks):
             return cast("tuple[Hook, ...]", hooks)
     raise TypeError(
-        "on_event must be a callable taking an event, or a list of them; "
-        f"got {on_event!r}"
+        f"{argument} must be a callable taking {takes}, or a non-empty list of "
+        f"them; got {on_event!r}"
     )
 
 

@@ -15,10 +15,11 @@ it always did, with no hook and no extra option.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from antflow._events import hooks_of
 from antflow.events import TaskEvent
 
 __all__ = ["StageTaskEvent", "StageTaskHook", "TaggingHook", "task_hooks_of"]
@@ -68,16 +69,8 @@ def task_hooks_of(on_task_event: object) -> tuple[StageTaskHook, ...] | None:
     """
     if on_task_event is None:
         return None
-    if callable(on_task_event):
-        return (cast(StageTaskHook, on_task_event),)
-    if isinstance(on_task_event, list | tuple):
-        hooks = tuple(cast("Sequence[object]", on_task_event))
-        if hooks and all(callable(hook) for hook in hooks):
-            return cast("tuple[StageTaskHook, ...]", hooks)
-    raise TypeError(
-        "on_task_event must be a callable taking a StageTaskEvent, or a "
-        f"non-empty list of them; got {on_task_event!r}"
-    )
+    hooks = hooks_of(on_task_event, argument="on_task_event", takes="a StageTaskEvent")
+    return cast("tuple[StageTaskHook, ...]", hooks)
 
 
 class TaggingHook:

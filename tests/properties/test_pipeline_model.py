@@ -120,14 +120,29 @@ def model(scenario: dict[str, Any]) -> list[tuple[Any, bool, Any]]:
     """What a scenario's pipeline must produce, in source order: for each
     result ``(key, ok, value)``, where ``value`` is the last stage's value of
     a completed item and the failing stage's name of a failed one."""
+    return _walk(scenario)[0]
+
+
+def reached(scenario: dict[str, Any]) -> dict[str, set[Any]]:
+    """The keys of the items that reach each stage in a run never stopped."""
+    return _walk(scenario)[1]
+
+
+def _walk(
+    scenario: dict[str, Any],
+) -> tuple[list[tuple[Any, bool, Any]], dict[str, set[Any]]]:
+    """Each item through the scenario's stages, in source order: the results
+    (as `model`) and the keys that reach each stage (as `reached`)."""
+    specs = scenario["stages"]
     results: list[tuple[Any, bool, Any]] = []
+    keys: dict[str, set[Any]] = {spec["name"]: set() for spec in specs}
 
     def go(key: Any, value: Any, stage: int) -> None:
-        specs = scenario["stages"]
         if stage == len(specs):
             results.append((key, True, value))
             return
         spec = specs[stage]
+        keys[spec["name"]].add(key)
         fails = spec["fails"]
         if fails is not None and _digits(value) % fails == 0:
             results.append((key, False, spec["name"]))
@@ -140,7 +155,7 @@ def model(scenario: dict[str, Any]) -> list[tuple[Any, bool, Any]]:
 
     for item in range(scenario["items"]):
         go(item, item, 0)
-    return results
+    return results, keys
 
 
 # -- without a journal -------------------------------------------------------------
@@ -217,30 +232,6 @@ async def test_stopping_anywhere_leaves_nothing_behind(
 
 
 # -- task events: however a run stops, every call's events end once ----------------
-
-
-def reached(scenario: dict[str, Any]) -> dict[str, set[Any]]:
-    """The keys of the items that reach each stage in a run never stopped."""
-    specs = scenario["stages"]
-    keys: dict[str, set[Any]] = {spec["name"]: set() for spec in specs}
-
-    def go(key: Any, value: Any, stage: int) -> None:
-        if stage == len(specs):
-            return
-        spec = specs[stage]
-        keys[spec["name"]].add(key)
-        fails = spec["fails"]
-        if fails is not None and _digits(value) % fails == 0:
-            return
-        if spec["kind"] == "fan_out":
-            for index, child in enumerate([(value, "x"), (value, "y")]):
-                go((key, index), child, stage + 1)
-        else:
-            go(key, value, stage + 1)
-
-    for item in range(scenario["items"]):
-        go(item, item, 0)
-    return keys
 
 
 @given(
