@@ -916,26 +916,36 @@ class Model(RuleBasedStateMachine):
             return
 
         async def close_everything() -> None:
-            with anyio.fail_after(30 if self.real_time else 10_000):
-                for job in world.jobs:
-                    if job.release is not None:
-                        job.release.set()
-                for block in world.blocks:
-                    block.stop.set()
-                    if block.manual:
-                        with contextlib.suppress(Crash):
-                            await block.executor.shutdown()
-                for block in world.blocks:
-                    if not block.manual:
-                        await block.finished.wait()
-                for call in world.maps:
-                    await call.finished.wait()
-                for asubmit in world.asubmits:
-                    await asubmit.finished.wait()
-                for _, future, _ in world.futures:
-                    with contextlib.suppress(BaseException):
-                        await job_of(future).wait_final()
-                await anyio.wait_all_tasks_blocked()
+            try:
+                with anyio.fail_after(30 if self.real_time else 10_000):
+                    await release_and_wait()
+            except TimeoutError:
+                # A hang: say what was stuck where, for the report.
+                raise AssertionError(
+                    "still waiting after every job was released:\n"
+                    + "\n".join(describe_stuck(world))
+                ) from None
+
+        async def release_and_wait() -> None:
+            for job in world.jobs:
+                if job.release is not None:
+                    job.release.set()
+            for block in world.blocks:
+                block.stop.set()
+                if block.manual:
+                    with contextlib.suppress(Crash):
+                        await block.executor.shutdown()
+            for block in world.blocks:
+                if not block.manual:
+                    await block.finished.wait()
+            for call in world.maps:
+                await call.finished.wait()
+            for asubmit in world.asubmits:
+                await asubmit.finished.wait()
+            for _, future, _ in world.futures:
+                with contextlib.suppress(BaseException):
+                    await job_of(future).wait_final()
+            await anyio.wait_all_tasks_blocked()
 
         self.portal.call(close_everything)
         problems = self.portal.call(self.final_problems)
@@ -1147,6 +1157,37 @@ def rate_problems(
                 )
                 return problems
     return problems
+
+
+def describe_stuck(world: World) -> list[str]:
+    """What each executor still holds and each unfinished job waits for
+    (private state on purpose: this is a hang report)."""
+    lines = []
+    for block in world.blocks:
+        pool = block.executor._life.pool
+        lines.append(f"executor {block.number}: {block.executor.statistics()}")
+        if pool is None:
+            continue
+        lines.append(
+            f"  running={[j.number for j in pool._running]} "
+            f"ready={[j.number for j in pool._ready]} "
+            f"backlog={[j.number for j in pool._backlog]} "
+            f"workers={pool.workers} tasks={pool.tasks} idle={len(pool._idle)} "
+            f"outstanding={pool.outstanding} accepting={pool.accepting}"
+        )
+        for line in pool._lines.values():
+            lines.append(
+                f"  line {type(line).__name__} at {line.limiter!r}: "
+                f"jobs={[(j.number, j.state) for j in line.jobs]} "
+                f"wants_slot={line in pool._want_slot}"
+            )
+    for job in world.jobs:
+        if job.attempts and job.attempts[-1].ended == "running":
+            lines.append(f"job {job.number} ({job.kind}) still in an attempt")
+    for name, limiter, size in world.limiters:
+        borrowed = getattr(limiter, "borrowed_tokens", "?")
+        lines.append(f"limiter {name} of {size}: {borrowed} borrowed, {limiter!r}")
+    return lines
 
 
 @pytest.mark.timeout(600)
