@@ -28,6 +28,7 @@ from typing import (
 from anyio.lowlevel import checkpoint
 
 from ._checks import check_int, check_timeout, reject_function
+from ._exceptions import ExecutorShutdownError
 from ._future import AsyncFuture
 from ._lifecycle import Lifecycle
 from ._options import (
@@ -334,11 +335,17 @@ class AsyncExecutor:
         names = kwargs.keys() & OPTION_NAMES
         if names:
             plan = self._plan({name: kwargs.pop(name) for name in names})
-        if pool.room is None:
+        room = pool.room
+        if room is None:
             await checkpoint()
         else:
-            await pool.room.wait()
-        pool = self._usable()  # shut down meanwhile?
+            await room.wait()
+        try:
+            pool = self._usable()  # shut down meanwhile?
+        except ExecutorShutdownError:
+            if room is not None:
+                room.changed()  # the room we were given is the next waiter's
+            raise
         job = pool.submit(fn, args, kwargs or None, copy_context(), plan)
         return AsyncFuture(job)
 

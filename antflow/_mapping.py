@@ -257,6 +257,9 @@ class _Source:
                     # read more: wait in line for it.
                     await room.wait(keep_open=True)
                     self.top_up(granted=True)
+                    # The input may have had nothing left for the room we
+                    # were given: then it is the next waiter's.
+                    room.changed()
                     continue
             await window.wait()
 

@@ -74,7 +74,9 @@ class Room:
 
     async def wait(self, *, keep_open: bool = False) -> None:
         """Wait until a job may be submitted; the caller submits it before
-        its next checkpoint.
+        its next checkpoint, or calls `changed` if it submits nothing (the
+        room goes to the next in line; without that call it would wait for
+        some other job to change the room, maybe for ever).
 
         Args:
             keep_open: A map's wait: a running map keeps the executor open
@@ -103,7 +105,11 @@ class Room:
                     self._waiters.remove(event)
                 raise
             self._promised -= 1
-            self._check_open(keep_open)
+            try:
+                self._check_open(keep_open)
+            except ExecutorShutdownError:
+                self.changed()  # the room we were woken for is not ours
+                raise
             if self._free() > 0:
                 return
             # A plain submit took the room meanwhile (or shutdown woke us):
