@@ -38,7 +38,10 @@ from antflow.pipeline import (
 )
 from antflow.pipeline._keys import child_ref, encode_key
 
-pytestmark = pytest.mark.anyio
+# The journal writes from a thread: on trio's mock clock every wait for it
+# interleaves virtual time with real thread work (tests/README.md, "Hangs").
+# Nothing here depends on timing, so trio runs on its real clock.
+pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
 
 
 def three_stages(rec: Recorder, journal: Any, **options: Any) -> Pipeline:

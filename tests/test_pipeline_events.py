@@ -450,6 +450,7 @@ async def test_run_refuses_a_bad_on_task_event_before_running_anything() -> None
 # -- with a journal: stages an item skips report nothing ----------------------------
 
 
+@pytest.mark.real_clock  # the journal's thread (tests/README.md, "Hangs")
 async def test_resumed_and_skipped_items_report_only_the_stages_they_run(
     tmp_path: Path,
 ) -> None:
