@@ -256,10 +256,13 @@ class _Source:
                     # Nothing in flight, and no room under max_pending to
                     # read more: wait in line for it.
                     await room.wait(keep_open=True)
-                    self.top_up(granted=True)
-                    # The input may have had nothing left for the room we
-                    # were given: then it is the next waiter's.
-                    room.changed()
+                    try:
+                        self.top_up(granted=True)
+                    finally:
+                        # The input may have had nothing left for the room
+                        # we were given, or raised: then it is the next
+                        # waiter's.
+                        room.changed()
                     continue
             await window.wait()
 

@@ -153,37 +153,55 @@ async def test_a_cancelled_waiter_leaves_nothing_queued_and_passes_the_room_on()
         assert stats.submitted == 3  # two first ones and "second"'s
 
 
-async def test_room_a_map_does_not_use_goes_to_the_next_in_line() -> None:
+class InputBroke(Exception):
+    pass
+
+
+def broken_input() -> Any:
+    raise InputBroke
+    yield  # a generator that raises when first read
+
+
+@pytest.mark.parametrize("head_input", ["empty", "raises"])
+async def test_room_a_map_does_not_use_goes_to_the_next_in_line(
+    head_input: str,
+) -> None:
     """Room is promised to the head of the line; a waiter that then submits
-    nothing (here a ``map`` whose input turns out to be empty) passes it on
-    at once, or the next waiter would sleep until some other job happened to
-    change the room (for ever, if none does). The model test found it: a
-    map over an empty input, woken for room, left three waiters asleep."""
+    nothing (here a ``map`` whose input turns out to be empty, or raises
+    when read) passes it on at once, or the next waiter would sleep until
+    some other job happened to change the room (for ever, if none does).
+    The model test found it: a map over an empty input, woken for room,
+    left three waiters asleep."""
     gate = anyio.Event()
     results: dict[str, Any] = {}
     async with AsyncExecutor(max_workers=1, max_pending=1) as ex:
         ex.submit(gate.wait)  # runs until the end
         blocker = ex.submit(gate.wait)  # pending: the room is full
 
-        async def call(name: str, items: list[float]) -> None:
-            results[name] = await ex.map(anyio.sleep, items)
+        async def call(name: str, items: Any) -> None:
+            try:
+                results[name] = await ex.map(anyio.sleep, items)
+            except InputBroke:
+                results[name] = "input broke"
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(call, "empty", [])
+            head = [] if head_input == "empty" else broken_input()
+            tg.start_soon(call, "head", head)
             await anyio.wait_all_tasks_blocked()
             tg.start_soon(call, "next", [0])
             await anyio.wait_all_tasks_blocked()
             assert results == {}  # both wait for room
-            blocker.cancel()  # room for one, promised to the head: "empty"
-            # Everything that can move has moved: "empty" is done, and
+            blocker.cancel()  # room for one, promised to the head
+            # Everything that can move has moved: the head is done, and
             # "next" got the room it did not use and queued its item, while
             # the first job still holds the only worker.
             await anyio.wait_all_tasks_blocked()
-            assert results == {"empty": []}
+            head_result = [] if head_input == "empty" else "input broke"
+            assert results == {"head": head_result}
             assert ex.statistics().submitted == 3
             assert pending(ex) == 1
             gate.set()
-    assert results == {"empty": [], "next": [None]}
+    assert results == {"head": head_result, "next": [None]}
 
 
 async def test_a_waiter_cancelled_before_room_appears_leaves_nothing() -> None:
