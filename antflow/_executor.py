@@ -28,7 +28,6 @@ from typing import (
 from anyio.lowlevel import checkpoint
 
 from ._checks import check_int, check_timeout, reject_function
-from ._exceptions import ExecutorShutdownError
 from ._future import AsyncFuture
 from ._lifecycle import Lifecycle
 from ._options import (
@@ -335,17 +334,13 @@ class AsyncExecutor:
         names = kwargs.keys() & OPTION_NAMES
         if names:
             plan = self._plan({name: kwargs.pop(name) for name in names})
-        room = pool.room
-        if room is None:
+        if pool.room is None:
             await checkpoint()
-        else:
-            await room.wait()
-        try:
             pool = self._usable()  # shut down meanwhile?
-        except ExecutorShutdownError:
-            if room is not None:
-                room.changed()  # the room we were given is the next waiter's
-            raise
+        else:
+            # Raises if shutdown has begun; once it returns, the room is ours
+            # and nothing awaits before we use it.
+            await pool.room.wait()
         job = pool.submit(fn, args, kwargs or None, copy_context(), plan)
         return AsyncFuture(job)
 
