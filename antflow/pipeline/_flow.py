@@ -251,8 +251,9 @@ class StageRunner:
             return  # the item stays where its last saved record says
         function = self._functions[position]
         options = self._options
-        if self._task_hooks is not None:
-            future = self._submit_tagged(function, value, target, position)
+        task_hooks = self._task_hooks
+        if task_hooks is not None:
+            future = self._submit_tagged(task_hooks, function, value, target, position)
         elif options:
             future = self._submit(function, value, **options)
         else:
@@ -261,7 +262,12 @@ class StageRunner:
         future.add_done_callback(self._on_done_callback)
 
     def _submit_tagged(
-        self, function: Any, value: Any, target: Packet | list[Packet], position: int
+        self,
+        task_hooks: tuple[StageTaskHook, ...],
+        function: Any,
+        value: Any,
+        target: Packet | list[Packet],
+        position: int,
     ) -> AsyncFuture[Any]:
         """Submit with a per-call ``on_event``: the run's ``on_task_event``
         hooks, each told this call's stage, key (a batch's keys) and
@@ -271,8 +277,6 @@ class StageRunner:
             if isinstance(target, list)
             else target.key
         )
-        task_hooks = self._task_hooks
-        assert task_hooks is not None
         hooks = [TaggingHook(hook, self.name, key, position) for hook in task_hooks]
         return self._submit(function, value, **self._options, on_event=hooks)
 
