@@ -23,7 +23,7 @@ import anyio.lowlevel
 import pytest
 from _strategies import Boom, hang_guard
 
-from antflow import AsyncExecutor, RateLimiter
+from antflow import AsyncExecutor, CancelledError, RateLimiter
 
 pytestmark = pytest.mark.anyio
 
@@ -482,7 +482,22 @@ async def test_a_crash_comes_out_of_an_async_with_left_from_another_task(
 # ---------------------------------------------------------------------------
 
 
-async def test_a_cancelled_job_whose_cleanup_raises_fails_with_that_error() -> None:
+#: Options a running job's cancellation must not change the outcome of.
+WITH_RETRIES_AND_TIMEOUT = [
+    pytest.param({}, id="plain"),
+    pytest.param({"retries": 3, "retry_delay": 0.001}, id="retries"),
+    pytest.param({"task_timeout": 600.0}, id="timeout"),
+    pytest.param(
+        {"retries": 3, "retry_delay": 0.001, "task_timeout": 600.0},
+        id="retries-timeout",
+    ),
+]
+
+
+@pytest.mark.parametrize("options", WITH_RETRIES_AND_TIMEOUT)
+async def test_a_cancelled_job_whose_cleanup_raises_fails_with_that_error(
+    options: dict[str, Any],
+) -> None:
     started = anyio.Event()
 
     async def stubborn() -> None:
@@ -493,7 +508,7 @@ async def test_a_cancelled_job_whose_cleanup_raises_fails_with_that_error() -> N
             raise ValueError("cleanup failed")
 
     async with AsyncExecutor(max_workers=2) as ex:
-        future = ex.submit(stubborn)
+        future = ex.submit(stubborn, **options)
         await started.wait()
         assert future.cancel()
         with anyio.fail_after(hang_guard()):
@@ -503,8 +518,11 @@ async def test_a_cancelled_job_whose_cleanup_raises_fails_with_that_error() -> N
         assert isinstance(future.exception(), ValueError)
 
 
+@pytest.mark.parametrize("options", WITH_RETRIES_AND_TIMEOUT)
 @pytest.mark.parametrize("how", ["shutdown", "block_error", "outer"])
-async def test_cleanup_errors_are_kept_however_the_job_was_cancelled(how: str) -> None:
+async def test_cleanup_errors_are_kept_however_the_job_was_cancelled(
+    how: str, options: dict[str, Any]
+) -> None:
     started = anyio.Event()
 
     async def stubborn() -> None:
@@ -517,7 +535,7 @@ async def test_cleanup_errors_are_kept_however_the_job_was_cancelled(how: str) -
     with anyio.CancelScope() as outer:
         try:
             async with AsyncExecutor(max_workers=2) as ex:
-                future = ex.submit(stubborn)
+                future = ex.submit(stubborn, **options)
                 await started.wait()
                 if how == "shutdown":
                     await ex.shutdown(cancel_futures=True)
@@ -529,6 +547,47 @@ async def test_cleanup_errors_are_kept_however_the_job_was_cancelled(how: str) -
         except Boom:
             pass
     assert isinstance(future.exception(), ValueError)
+
+
+@pytest.mark.virtual_time
+class TestCleanupAfterATimeout:
+    """An attempt cancelled by its own ``task_timeout`` whose cleanup raises
+    has failed with that error: the job is retried if retries remain, and
+    fails with it if not. A cancel() that comes during the back-off finds no
+    attempt running and ends the job cancelled."""
+
+    @staticmethod
+    async def stubborn(attempts: list[float]) -> None:
+        attempts.append(anyio.current_time())
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise ValueError("cleanup failed")
+
+    async def test_retried_then_cancelled_while_backing_off(self) -> None:
+        attempts: list[float] = []
+        async with AsyncExecutor(max_workers=2) as ex:
+            future = ex.submit(
+                self.stubborn, attempts, task_timeout=1.0, retries=1, retry_delay=10.0
+            )
+            await anyio.sleep(5.0)  # attempt 1 timed out at 1; back-off to 11
+            assert attempts == [0.0]
+            assert future.cancel()
+            with pytest.raises(CancelledError):
+                await future
+        assert future.cancelled()
+        assert attempts == [0.0]
+
+    async def test_fails_with_the_cleanup_error_when_no_retry_is_left(self) -> None:
+        attempts: list[float] = []
+        async with AsyncExecutor(max_workers=2) as ex:
+            future = ex.submit(
+                self.stubborn, attempts, task_timeout=1.0, retries=1, retry_delay=10.0
+            )
+            with pytest.raises(ValueError, match="cleanup failed"):
+                await future
+            assert not future.cancel()
+        assert attempts == [0.0, 11.0]
 
 
 @pytest.mark.parametrize("ordered", [True, False])

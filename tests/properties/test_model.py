@@ -123,6 +123,10 @@ class Attempt:
     started: float
     ended: str = "running"  # "returned", "raised", "cancelled", "cleanup_raised"
     error: BaseException | None = None
+    #: For "cleanup_raised": the cancellation came at or after the attempt's
+    #: own ``task_timeout`` deadline, so it may be retried (and then
+    #: cancelled while it backs off) rather than ending the job.
+    timed_out: bool = False
 
 
 @dataclass
@@ -136,6 +140,7 @@ class Job:
     rate: int | None  # index into World.rates (the call's rate limit)
     retries: int
     expected_context: str
+    task_timeout: float | None = None
     release: anyio.Event | None = None
     attempts: list[Attempt] = field(default_factory=list)
     in_attempt: bool = False
@@ -208,6 +213,8 @@ class World:
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
+        #: trio runs on its mock clock here, asyncio and uvloop in real time.
+        self.real_time = backend != "trio"
         self.limiters: list[tuple[str, Any, int]] = []
         self.rates: list[RateLimiter] = []
         self.rate_starts: list[list[float]] = []
@@ -297,6 +304,7 @@ class World:
             raise
         except CleanupFailed as error:
             record.ended, record.error = "cleanup_raised", error
+            record.timed_out = self.deadline_passed(job, record)
             raise
         except BaseException as error:
             record.ended, record.error = "raised", error
@@ -334,6 +342,15 @@ class World:
             return job.value
         await job.release.wait()  # "hang", "hang_timeout"
         return job.value
+
+    def deadline_passed(self, job: Job, record: Attempt) -> bool:
+        """Whether the attempt's own deadline had come. The deadline is set
+        just before the function's first line, where ``started`` is read; on
+        a real loop the two are up to a loop delay apart."""
+        if job.task_timeout is None:
+            return False
+        slack = REAL_TIME_CATCH_UP if self.real_time else 0.0
+        return anyio.current_time() >= record.started + job.task_timeout - slack
 
     def check_bounds(self, job: Job) -> None:
         block = self.blocks[job.executor]
@@ -410,7 +427,7 @@ class Model(RuleBasedStateMachine):
         )
         self.world = World(name)
         self.counter = 0
-        self.real_time = name != "trio"
+        self.real_time = self.world.real_time
 
     # -- set-up -------------------------------------------------------------
 
@@ -543,6 +560,7 @@ class Model(RuleBasedStateMachine):
             timeout = 0.01
         if timeout is not None:
             kwargs["task_timeout"] = timeout
+        job.task_timeout = timeout
         return kwargs
 
     # -- rules: submitting --------------------------------------------------
@@ -687,6 +705,8 @@ class Model(RuleBasedStateMachine):
             job.expected_context = context
         kwargs = self.call_options(jobs[0], options) if jobs else {}
         kwargs.pop("task_timeout", None)
+        for job in jobs:
+            job.task_timeout = None
         if per_item is not None:
             # Each item chooses its own limiter and rate limit (or none).
             world = self.world
@@ -702,6 +722,8 @@ class Model(RuleBasedStateMachine):
             kwargs["return_exceptions"] = True
         if any(job.kind == "hang_timeout" for job in jobs) or options["task_timeout"]:
             kwargs["task_timeout"] = 0.01 if self.real_time else 0.05
+            for job in jobs:
+                job.task_timeout = kwargs["task_timeout"]
         if call == "map" and ending == "break":
             ending = "complete"
         # Made on the loop: its event and scope belong there.
@@ -1009,7 +1031,14 @@ def future_problems(
         # and it finished before noticing; the future ends cancelled "even if
         # the task [...] managed to return a value" (docs/semantics.md,
         # "Cancellation").
-        if last is not None and last.ended == "cleanup_raised":
+        # A cleanup error ends the job FAILED (docs/semantics.md, "Nothing
+        # swallowed"), unless the attempt's own deadline cancelled it and a
+        # retry was due: then a cancel() during the back-off wins.
+        if (
+            last is not None
+            and last.ended == "cleanup_raised"
+            and (not last.timed_out or len(job.attempts) > job.retries)
+        ):
             problems.append(f"{where}: cancelled, but its last attempt {last.ended}")
         # Cancelled while backing off before a retry is fine; a final
         # failure must not turn into "cancelled".
