@@ -33,6 +33,10 @@ STAGES = (("upload", 4), ("poll", 3), ("save", 2))
 
 
 def main() -> None:
+    # Ctrl-C as in a terminal, whatever the test runner's own disposition: a
+    # job started in the background by a non-interactive shell ignores
+    # SIGINT, and its children inherit that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     journal, log, backend, items, kill_at, seed = sys.argv[1:]
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     rng = random.Random(int(seed))

@@ -511,6 +511,11 @@ async def main():
         await anyio.sleep_forever()
 
 if __name__ == "__main__":
+    # As in a terminal, whatever the test runner's own disposition: a job
+    # started in the background by a non-interactive shell ignores SIGINT,
+    # and its children inherit that.
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     anyio.run(main, backend={backend!r}, backend_options={options!r})
 """
 

@@ -61,6 +61,16 @@ def start(
     )
 
 
+def signal_masks(pid: int) -> str:
+    """The signals a process blocks and ignores, as Linux shows them (for a
+    failure message: an ignored or blocked SIGINT is inherited from us)."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return "signal masks unknown"
+    lines = status.read_text().splitlines()
+    return ", ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn")))
+
+
 def calls(log: Path, event: str = "start") -> Counter[tuple[str, int]]:
     """How often each (stage, item) call logged ``event`` in one run."""
     found: Counter[tuple[str, int]] = Counter()
@@ -163,8 +173,10 @@ def test_sigkill_stress(tmp_path: Path, backend: str, seed: int) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_saves_finished_work(tmp_path: Path, backend: str) -> None:
-    """SIGINT (Ctrl-C) is not SIGKILL: the run saves what had finished on its
-    way out, so a re-run repeats at most the calls that were running."""
+    """SIGINT (Ctrl-C) is not SIGKILL: on asyncio the run saves what had
+    finished on its way out, so a re-run repeats at most the calls that were
+    running. On trio, KeyboardInterrupt is raised wherever the program is,
+    and the crash bound holds (docs/pipelines.md, the guarantees)."""
     journal = tmp_path / "run.journal"
     first_log = tmp_path / "first.log"
     child = start(journal, first_log, backend, 400, 0, 7)
@@ -173,10 +185,17 @@ def test_ctrl_c_saves_finished_work(tmp_path: Path, backend: str) -> None:
     while len(calls(first_log)) < 200 and child.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    started_before = len(calls(first_log))
+    signals = signal_masks(child.pid)
     child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=30)
-    assert child.returncode != 0
-    assert b"KeyboardInterrupt" in stderr, stderr.decode()
+    stdout, stderr = child.communicate(timeout=30)
+    seen = (
+        f"{started_before} calls had started at SIGINT, "
+        f"{len(calls(first_log, 'end'))} ended in all; the child's {signals}; "
+        f"stdout {stdout.decode()[-2000:]!r}; stderr {stderr.decode()[-4000:]!r}"
+    )
+    assert child.returncode != 0, seen
+    assert b"KeyboardInterrupt" in stderr, seen
     second_log = tmp_path / "second.log"
     child = start(journal, second_log, backend, 400, 0, 8)
     _, stderr = child.communicate(timeout=50)
@@ -186,5 +205,8 @@ def test_ctrl_c_saves_finished_work(tmp_path: Path, backend: str) -> None:
         again = sum(
             1 for stage, item in first if stage == name and (stage, item) in second
         )
-        assert again <= workers, (name, again)
+        assert again <= (CAPACITY[name] if backend == "trio" else workers), (
+            name,
+            again,
+        )
     assert Journal(journal).summary().done == 400
