@@ -672,6 +672,19 @@ def anyio_workers() -> set[int]:
     }
 
 
+@pytest.fixture
+def sigint_as_in_a_terminal() -> Iterator[None]:
+    """This process takes SIGINT as a terminal gives it, and so do the
+    processes it starts meanwhile. A test run started in the background by a
+    non-interactive shell ignores SIGINT, and workers would inherit that."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("sigint_as_in_a_terminal")
 async def test_workers_ignore_ctrl_c_even_before_their_first_job() -> None:
     # A terminal's Ctrl-C reaches every process of the group. An idle worker
     # that took it as KeyboardInterrupt would answer on the result pipe, and
