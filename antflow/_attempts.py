@@ -16,6 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._context import awaitable
 from ._rate import acquire_all
@@ -102,6 +103,11 @@ async def attempt(call: Call, plan: Plan) -> Any:
         # bunch starts up.
         if plan.rates_in_attempt:
             await acquire_all(plan.rates_in_attempt)
+        # A token handed over in the same step as a cancel() (or shutdown)
+        # ends the wait normally: the cancellation only reaches this task at
+        # its next checkpoint, which would be inside the user's function,
+        # after it had started. Look for it here (no yield unless cancelled).
+        await checkpoint_if_cancelled()
         return await _timed(call, plan.timeout)
 
 
