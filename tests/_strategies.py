@@ -94,13 +94,13 @@ class CountingContextManager:
     inside the worker around each attempt."""
 
     def __init__(self, tokens: int) -> None:
-        self._sem = anyio.Semaphore(tokens)
+        self.semaphore = anyio.Semaphore(tokens)
 
     async def __aenter__(self) -> None:
-        await self._sem.acquire()
+        await self.semaphore.acquire()
 
     async def __aexit__(self, *exc: object) -> None:
-        self._sem.release()
+        self.semaphore.release()
 
 
 def make_limiter(kind: str, tokens: int) -> Any:

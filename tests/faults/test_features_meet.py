@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _strategies import Boom, hang_guard
+from _strategies import Boom, CountingContextManager, hang_guard
 
 from antflow import AsyncExecutor, CancelledError, RateLimiter
 
@@ -163,20 +163,6 @@ async def test_every_token_comes_back_however_a_parked_job_ends(ending: str) -> 
     assert all(future.cancelled() for future in parked)
 
 
-class _EnteredInTheWorker:
-    """A limiter with no non-blocking path: antflow enters it in the worker,
-    around each attempt."""
-
-    def __init__(self, semaphore: anyio.Semaphore) -> None:
-        self.semaphore = semaphore
-
-    async def __aenter__(self) -> None:
-        await self.semaphore.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.semaphore.release()
-
-
 @pytest.mark.parametrize("how", ["cancel", "shutdown"])
 @pytest.mark.parametrize("timeout", [None, 600.0], ids=["", "task_timeout"])
 async def test_no_attempt_starts_when_the_token_comes_with_the_cancellation(
@@ -187,19 +173,17 @@ async def test_no_attempt_starts_when_the_token_comes_with_the_cancellation(
     # (anyio delivers it at the worker's next checkpoint). The job must not
     # be called then (docs/semantics.md, "Cancellation": no new attempt
     # starts).
-    semaphore = anyio.Semaphore(1)
-    semaphore.acquire_nowait()  # held by the test
+    limiter = CountingContextManager(1)  # entered in the worker
+    limiter.semaphore.acquire_nowait()  # held by the test
     called: list[int] = []
 
     async def job() -> None:
         called.append(1)
 
     async with AsyncExecutor(max_workers=2) as ex:
-        future = ex.submit(
-            job, semaphore=_EnteredInTheWorker(semaphore), task_timeout=timeout
-        )
+        future = ex.submit(job, semaphore=limiter, task_timeout=timeout)
         await anyio.wait_all_tasks_blocked()  # waiting in the worker
-        semaphore.release()
+        limiter.semaphore.release()
         if how == "cancel":
             assert future.cancel()
         else:
@@ -208,7 +192,7 @@ async def test_no_attempt_starts_when_the_token_comes_with_the_cancellation(
             with pytest.raises(CancelledError):
                 await future
     assert called == []
-    assert semaphore.value == 1
+    assert limiter.semaphore.value == 1
 
 
 # ---------------------------------------------------------------------------

@@ -261,7 +261,7 @@ class World:
         ):
             return int(limiter.borrowed_tokens)
         if kind == "cm":
-            return tokens - int(limiter._sem.value)
+            return tokens - int(limiter.semaphore.value)
         if isinstance(limiter, asyncio.Semaphore):
             return tokens - limiter._value
         return tokens - int(limiter.value)
