@@ -265,3 +265,91 @@ def asyncio_semaphore_try_acquire(semaphore: Any) -> bool:
     # Unreachable with CPython's semaphore; stay correct if it changes.
     step.close()
     return False
+
+
+# -- parking an idle task --------------------------------------------------------
+
+
+class Wake:
+    """A one-shot wake-up call for one parked task: `wait` parks the task
+    until `set` (which may come first) or a cancellation; ``woken`` says
+    whether `set` was called.
+
+    ``anyio.Event`` does this for any number of waiters, at a higher cost on
+    both sides. An idle worker parks once per job when jobs wait at a
+    limiter, so the cost shows there (``semaphore=CapacityLimiter(50)``,
+    100 workers: 113.5k -> 95.5k instructions per item on asyncio, 136.1k
+    -> 125.9k on trio; callgrind, workload a).
+    """
+
+    __slots__ = ("woken",)
+
+    def __init__(self) -> None:
+        self.woken = False
+
+    def set(self) -> None:
+        raise NotImplementedError
+
+    async def wait(self) -> None:
+        raise NotImplementedError
+
+
+class _AsyncioWake(Wake):
+    __slots__ = ("_future",)
+
+    def __init__(self, loop: Any) -> None:
+        self.woken = False
+        self._future = loop.create_future()
+
+    def set(self) -> None:
+        if not self.woken:
+            self.woken = True
+            if not self._future.done():
+                self._future.set_result(None)
+
+    async def wait(self) -> None:
+        # A cancel scope cancels the task, and with it this future: the
+        # task wakes with the cancellation.
+        await self._future
+
+
+class _TrioWake(Wake):
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self.woken = False
+        self._task: Any = None
+
+    def set(self) -> None:
+        if not self.woken:
+            self.woken = True
+            task, self._task = self._task, None
+            if task is not None:
+                import trio
+
+                trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        import trio
+
+        if self.woken:
+            await trio.lowlevel.checkpoint()
+            return
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> Any:
+            # Cancelled while parked: the task is woken with the cancellation.
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def wake_maker() -> Callable[[], Wake]:
+    """What makes a `Wake` on the running loop."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        loop = asyncio.events._get_running_loop()
+        if loop is not None:
+            return lambda: _AsyncioWake(loop)
+    return _TrioWake

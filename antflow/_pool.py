@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from ._attempts import PARKED, run_attempts
-from ._compat import current_task_id
+from ._compat import Wake, current_task_id, wake_maker
 from ._context import drop_own_frames, run_in_context
 from ._exceptions import ExecutorShutdownError
 from ._job import CANCELLED, CANCELLING, FAILED, FINISHED, Job, State, logger
@@ -91,7 +91,8 @@ class Pool:
         self.finals = [0] * (CANCELLED + 1)
         self._backlog: deque[Job] = deque()
         #: Idle workers wait on these; setting one wakes its worker.
-        self._idle: list[anyio.Event] = []
+        self._idle: list[Wake] = []
+        self._new_wake: Callable[[], Wake] = _no_loop_yet
         #: Admitted jobs (each holds a worker slot): in a worker, backing off,
         #: or on their way to a worker. Never more than max_workers.
         self._running: dict[Job, None] = {}
@@ -181,6 +182,7 @@ class Pool:
     def attach(self, task_group: TaskGroup) -> None:
         """The task group is up; start what was submitted meanwhile."""
         self.task_group = task_group
+        self._new_wake = wake_maker()
         self._attached.set()
         while len(self._running) < self.max_workers and self._backlog:
             job = self._backlog.popleft()
@@ -454,12 +456,12 @@ class Pool:
             self._free_slot_for_lines()
         if not self.outstanding or not self.accepting:
             return False
-        event = anyio.Event()
+        event = self._new_wake()
         self._idle.append(event)
         try:
             await event.wait()
         finally:
-            if event in self._idle:
+            if not event.woken:  # cancelled: it is still in the list
                 self._idle.remove(event)
         return bool((self.outstanding and self.accepting) or self._ready)
 
@@ -665,6 +667,10 @@ class Pool:
 
 def _nothing() -> None:
     pass
+
+
+def _no_loop_yet() -> Wake:
+    raise AssertionError("a worker runs only once the task group is up")
 
 
 _MISSING: Final = object()
