@@ -22,12 +22,17 @@ from ._context import awaitable
 from ._rate import acquire_all
 
 if TYPE_CHECKING:
+    from ._deadlines import Deadlines
     from ._job import Call, Job
     from ._options import Plan
     from ._pool import Pool
 
 #: What `run_attempts` returns when the job waits at a gate again.
 PARKED: Final = object()
+
+#: What `run_attempts` returns when an attempt's ``task_timeout`` used up the
+#: worker's cancel scope: the job goes on (retry or fail) in a new one.
+NEW_SCOPE: Final = object()
 
 
 async def run_attempts(pool: Pool, job: Job) -> Any:
@@ -36,48 +41,66 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
     The job holds its tokens when this is called; they are given back after
     every attempt, however it ended.
 
+    A ``task_timeout`` is the deadline of the worker's own cancel scope
+    (``job.scope``) while the attempt's call runs, not a scope of its own:
+    one scope per attempt cost about as much as the rest of a job (plain
+    ``map``: 53k instructions per item; with ``task_timeout``: 124k with a
+    scope per attempt, XXX with the worker's; callgrind, asyncio). When the
+    deadline passes, that scope is spent: the attempt's error waits in
+    ``job.pending_error``, this returns `NEW_SCOPE`, and the worker calls it
+    again in a new scope, where the retry is decided and the back-off slept.
+
     Returns:
-        The value, or `PARKED` when the job waits at a gate again after a
-        back-off (it stays running to its caller).
+        The value; `PARKED` when the job waits at a gate again after a
+        back-off (it stays running to its caller); `NEW_SCOPE` (above).
 
     Raises:
         Exception: what the last attempt raised (or the ``TimeoutError`` of
             its ``task_timeout``).
     """
     plan = job.plan
-    assert plan is not None
-    retry = plan.retry
-    events = plan.events
+    scope = job.scope
+    assert plan is not None and scope is not None
+    error, job.pending_error = job.pending_error, None
     try:
         while True:
-            if job.cancelling:
-                # cancel() came while the back-off's timer had already fired,
-                # so its cancellation has not reached us yet: no new attempt
-                # starts (the worker settles the job cancelled).
-                return None
-            job.attempts += 1
-            if events is not None:
-                events.started(job)
-            try:
-                return await attempt(job.call(), plan)
-            except Exception as error:
-                if plan.timeout is not None:
-                    from ._events import attempt_failed
-
-                    attempt_failed(job, plan, error)  # DEBUG log, TimedOut
-                if retry is None or job.cancelling or _cancelled_from_outside():
-                    raise
-                if job.retry_state is None:
-                    job.retry_state = retry.new_state(job.fn, job.args, job.kwargs)
-                # A retry_on predicate that raises fails the job with its error.
-                delay = retry.next_delay(job.retry_state, error)
-                if delay is None:
-                    raise
-                from ._events import retrying
-
-                retrying(job, plan, error, delay)  # DEBUG log, Retrying
-            finally:
-                pool.give_back(job)
+            if error is None:
+                if job.cancelling:
+                    # cancel() came while the back-off's timer had already
+                    # fired, so its cancellation has not reached us yet: no
+                    # new attempt starts (the worker settles it cancelled).
+                    return None
+                job.attempts += 1
+                if plan.events is not None:
+                    plan.events.started(job)
+                try:
+                    return await attempt(job.call(), plan, scope, pool.deadlines)
+                except Exception as failure:
+                    if not scope.cancel_called or job.cancelling:
+                        error = failure  # decided below, in this scope
+                    else:
+                        # The deadline passed and the call's clean-up raised:
+                        # that error stands for the attempt, as it would
+                        # with a cancel scope of the attempt's own.
+                        job.pending_error = failure
+                        return NEW_SCOPE
+                except BaseException as failure:
+                    if not scope.cancel_called or job.cancelling:
+                        raise  # cancel(), or a cancellation from outside
+                    rest = besides_cancellation(failure)
+                    if rest is None:
+                        job.pending_error = timed_out(job, plan)
+                    elif isinstance(rest, Exception):
+                        # Errors of a task group in the call, raised with
+                        # the deadline's cancellation of its other tasks.
+                        job.pending_error = rest
+                    else:
+                        raise
+                    return NEW_SCOPE
+                finally:
+                    pool.give_back(job)
+            delay = _retry_delay(job, plan, error)
+            error = None
             pool.retrying(job)
             await anyio.sleep(delay)
             if not pool.readmit(job):
@@ -86,18 +109,52 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
         # A failure's traceback can keep this frame (on 3.12+, through the
         # user's frame's f_back): it must not keep the job, or the job and
         # its error would hold each other (see _pool.Pool._work).
-        del job
+        del job, error
 
 
-async def attempt(call: Call, plan: Plan) -> Any:
-    """One attempt of ``call`` with the call's per-attempt options applied.
+def _retry_delay(job: Job, plan: Plan, error: Exception) -> float:
+    """The back-off before the next attempt after ``error``.
+
+    Raises:
+        Exception: ``error``, when it is not retried (no retry policy, the
+            job is cancelled, the code around the worker is being cancelled,
+            or the policy gives up); or what a ``retry_on`` predicate raised.
+    """
+    retry = plan.retry
+    if retry is None or job.cancelling or _cancelled_from_outside():
+        raise error
+    if job.retry_state is None:
+        job.retry_state = retry.new_state(job.fn, job.args, job.kwargs)
+    delay = retry.next_delay(job.retry_state, error)
+    if delay is None:
+        raise error
+    from ._events import retrying
+
+    retrying(job, plan, error, delay)  # DEBUG log, Retrying
+    return delay
+
+
+def timed_out(job: Job, plan: Plan) -> TimeoutError:
+    """The attempt's ``task_timeout`` cut it short: log it (DEBUG), emit
+    ``TimedOut``, and return the error that stands for the attempt."""
+    from ._events import attempt_timed_out
+
+    attempt_timed_out(job, plan)
+    return TimeoutError(f"attempt took longer than task_timeout={plan.timeout}")
+
+
+async def attempt(
+    call: Call, plan: Plan, scope: anyio.CancelScope, deadlines: Deadlines
+) -> Any:
+    """One attempt of ``call`` with the call's per-attempt options applied,
+    in the worker's ``scope``; ``deadlines`` keeps its ``task_timeout``.
 
     Takes the call, not the job: a failure's traceback can keep this frame
     alive, and it must not keep the job.
     """
     limiter = plan.context_limiter
     if limiter is None:
-        return await _timed(call, plan.timeout)
+        return await _timed(call, plan.timeout, scope, deadlines)
     async with limiter:
         # Rate limits come after this limiter: waiting for it must not
         # bunch starts up.
@@ -108,18 +165,40 @@ async def attempt(call: Call, plan: Plan) -> Any:
         # its next checkpoint, which would be inside the user's function,
         # after it had started. Look for it here (no yield unless cancelled).
         await checkpoint_if_cancelled()
-        return await _timed(call, plan.timeout)
+        return await _timed(call, plan.timeout, scope, deadlines)
 
 
-async def _timed(call: Call, timeout: float | None) -> Any:
+async def _timed(
+    call: Call, timeout: float | None, scope: anyio.CancelScope, deadlines: Deadlines
+) -> Any:
     _, fn, args, kwargs = call
     made = awaitable(fn(*args, **kwargs) if kwargs else fn(*args), fn)
     if timeout is None:
         return await made
-    with anyio.CancelScope(deadline=anyio.current_time() + timeout):
+    deadlines.start(scope, timeout)
+    try:
         return await made
-    # Only reached when the deadline cancelled the attempt.
-    raise TimeoutError(f"attempt took longer than task_timeout={timeout}")
+    finally:
+        deadlines.end(scope)
+
+
+def besides_cancellation(error: BaseException) -> BaseException | None:
+    """``error`` without the cancellations in it: None if it is nothing but
+    cancellation (one, or an exception group of them), else ``error``
+    itself, or for a group the group of what is left (an `ExceptionGroup`
+    if only Exceptions are), as `BaseExceptionGroup.split` makes it.
+
+    A task group in a job cancelled by its worker's scope can raise the
+    cancellation of its tasks together with errors their clean-up raised
+    (trio does; anyio's task groups on asyncio drop the cancellations):
+    what is left is the job's failure.
+    """
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(error, cancelled):
+        return None
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(cancelled)[1]
+    return error
 
 
 def _cancelled_from_outside() -> bool:

@@ -176,6 +176,20 @@ def now() -> float:
     return anyio.current_time()
 
 
+def deadline_clock() -> Callable[[], float]:
+    """The clock that cancel-scope deadlines are read against:
+    ``anyio.current_time``, without its lookup of the backend on each call
+    (``loop.time`` on asyncio and uvloop, ``trio.current_time`` on trio)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        loop = asyncio.events._get_running_loop()
+        if loop is not None:
+            return cast(Callable[[], float], loop.time)
+    import trio
+
+    return trio.current_time
+
+
 def timer_resolution() -> tuple[float, float]:
     """How the running loop keeps time: ``(late, tick)`` in seconds.
 

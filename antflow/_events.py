@@ -33,7 +33,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -59,10 +59,6 @@ if TYPE_CHECKING:
 Hook = Callable[[TaskEvent], object]
 
 _executor_numbers = itertools.count(1)
-
-#: The frame that raises a ``task_timeout``'s TimeoutError (see
-#: ``_attempts._timed``), to tell it from a TimeoutError of the task's own.
-_TIMED_CODE_NAME: Final = "_timed"
 
 
 def hooks_of(
@@ -349,12 +345,11 @@ class Emitter:
 # -- called by the core when an attempt fails ---------------------------------------
 
 
-def attempt_failed(job: Job, plan: Plan, error: BaseException) -> None:
-    """An attempt of a call with ``task_timeout`` raised: if its timeout
-    fired, log it (DEBUG) and emit `TimedOut`."""
+def attempt_timed_out(job: Job, plan: Plan) -> None:
+    """An attempt's ``task_timeout`` cut it short: log it (DEBUG), emit
+    `TimedOut`."""
     timeout = plan.timeout
-    if timeout is None or not _is_task_timeout(error):
-        return
+    assert timeout is not None
     log = logger()
     if log.isEnabledFor(10):  # logging.DEBUG
         log.debug(
@@ -386,19 +381,6 @@ def retrying(job: Job, plan: Plan, error: BaseException, delay: float) -> None:
 
 def _attempts_allowed(plan: Plan) -> int:
     return 1 if plan.retry is None else plan.retry.retries + 1
-
-
-def _is_task_timeout(error: BaseException) -> bool:
-    if type(error) is not TimeoutError:
-        return False
-    tb = error.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_name == _TIMED_CODE_NAME and (
-        tb.tb_frame.f_globals.get("__name__") == "antflow._attempts"
-    )
 
 
 def _name_of(fn: object) -> str:

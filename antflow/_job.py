@@ -89,6 +89,7 @@ class Job:
         "kwargs",
         "number",
         "observer",
+        "pending_error",
         "plan",
         "pool",
         "position",
@@ -132,6 +133,9 @@ class Job:
         self.scope: anyio.CancelScope | None = None
         self.attempts = 0
         self.retry_state: Any = None
+        #: What an attempt cut short by its ``task_timeout`` ended with,
+        #: until the job goes on in its worker's new scope (_attempts).
+        self.pending_error: Exception | None = None
         self.observer: Observer | None = None
         #: Done callbacks by registration key, in the order they were added.
         self.callbacks: dict[int, Callable[[Any], object]] | None = None

@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from ._attempts import PARKED, run_attempts
+from ._attempts import NEW_SCOPE, PARKED, besides_cancellation, run_attempts
 from ._compat import Wake, current_task_id, wake_maker
 from ._context import drop_own_frames, run_in_context
+from ._deadlines import Deadlines
 from ._exceptions import ExecutorShutdownError
 from ._job import CANCELLED, CANCELLING, FAILED, FINISHED, Job, State, logger
 
@@ -113,6 +114,8 @@ class Pool:
         #: The bound on pending jobs and its waiters (max_pending), if any:
         #: set by ``_room.BoundedPool``, which also tells it of each change.
         self.room: Room | None = None
+        #: The task_timeout deadlines of running attempts.
+        self.deadlines = Deadlines(self)
 
     # -- submitting ------------------------------------------------------------
 
@@ -406,20 +409,29 @@ class Pool:
                         try:
                             value = await run_in_context(context, fn, args, kwargs)
                         except Exception as error:
-                            spent = self._failed(job, error)
+                            self._failed(job, error)
                         except BaseException as error:
-                            self._interrupted(job, error)
-                            raise
+                            rest = besides_cancellation(error)
+                            if scope.cancel_called and isinstance(rest, Exception):
+                                # Our scope cancelled a task group in the
+                                # job, whose tasks' clean-up raised: the job
+                                # failed with those errors, and the
+                                # cancellation was ours to absorb.
+                                self._failed(job, rest)
+                            else:
+                                self._interrupted(job, rest)
+                                raise
                         else:
-                            spent = self._returned(job, value)
+                            self._returned(job, value)
                         finally:
                             # A failure's traceback keeps the user's frame
                             # and, through its f_back (3.12+), this one: it
                             # must not keep the job or its call, or they and
                             # the error would hold each other.
                             job = plan = context = fn = args = kwargs = value = None
-                        if spent:
-                            # cancel() used the scope up: take a new one.
+                        if scope.cancel_called:
+                            # cancel() or a task_timeout used the scope up:
+                            # take a new one.
                             break
         finally:
             self.worker_ids.discard(task_id)
@@ -500,14 +512,16 @@ class Pool:
 
     # -- running a job ------------------------------------------------------------
 
-    # Each of these ends a worker's run of a job, and says whether cancel()
-    # cancelled the worker's scope for it (the only caller of
-    # ``scope.cancel()``), so the worker needs a new scope.
+    # Each of these ends a worker's run of a job.
 
-    def _returned(self, job: Job, value: Any) -> bool:
-        spent = job.state == CANCELLING
+    def _returned(self, job: Job, value: Any) -> None:
         if value is PARKED:
-            return spent  # it waits at a gate again, still running
+            return  # it waits at a gate again, still running
+        if value is NEW_SCOPE:
+            # It goes on in this worker's next scope: first in line, and
+            # nothing awaits before the worker takes it again.
+            self._ready.appendleft(job)
+            return
         if job.held:
             # A job whose plan is gates alone ran without run_attempts and
             # gives its tokens back here; a limiter that fails on release
@@ -515,18 +529,17 @@ class Pool:
             try:
                 self.give_back(job)
             except Exception as error:
-                return self._failed(job, error)
+                self._failed(job, error)
+                return
         self._done(job)
-        if spent:
+        if job.state == CANCELLING:
             # Cancelled, but the task swallowed it or finished first: the
             # cancel() that returned True wins.
             job.settle(CANCELLED, None)
         else:
             job.settle(FINISHED, value)
-        return spent
 
-    def _failed(self, job: Job, error: Exception) -> bool:
-        spent = job.state == CANCELLING
+    def _failed(self, job: Job, error: Exception) -> None:
         if job.held:
             try:
                 self.give_back(job)
@@ -538,17 +551,15 @@ class Pool:
         # A cancelled job whose cleanup raised ends failed with that error,
         # as an asyncio task does.
         job.settle(FAILED, error)
-        return spent
 
-    def _interrupted(self, job: Job, error: BaseException) -> None:
-        """Cancellation (ours or from outside), or a BaseException from the
-        task itself: never stored as a result, but the job still ends
-        final. The worker's scope absorbs its own cancellation."""
+    def _interrupted(self, job: Job, error: BaseException | None) -> None:
+        """Cancellation (ours or from outside: ``error`` is None), or a
+        BaseException from the task itself (``error``, without any
+        cancellation raised with it): never stored as a result, but the job
+        still ends final. The worker's scope absorbs its own cancellation."""
         self._done(job)
         job.settle(CANCELLED, None)
-        if self.crash is None and not isinstance(
-            error, anyio.get_cancelled_exc_class()
-        ):
+        if self.crash is None and error is not None:
             self.crash = error
             self.on_crash()
 
@@ -588,6 +599,7 @@ class Pool:
         self.outstanding -= 1
         if self.outstanding == 0:
             self._release_idle()
+            self.deadlines.stop()
             self.on_idle()
 
     async def task_group_ready(self) -> None:

@@ -622,6 +622,105 @@ class TestCleanupAfterATimeout:
         assert attempts == [0.0, 11.0]
 
 
+def _task_groups(backend: str) -> list[Any]:
+    """What makes a task group inside a job: anyio's, and trio's own
+    nursery on trio (which raises its tasks' cancellations in a group with
+    their errors)."""
+    makers: list[Any] = [anyio.create_task_group]
+    if backend == "trio":
+        import trio
+
+        makers.append(trio.open_nursery)
+    return makers
+
+
+def _job_with_a_task_group(
+    task_group: Any, started: anyio.Event, cleanup_error: bool
+) -> Any:
+    async def job() -> None:
+        async def child() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                if cleanup_error:
+                    raise ValueError("child cleanup failed")
+
+        async with task_group() as tg:
+            tg.start_soon(child)
+            started.set()
+            await anyio.sleep_forever()
+
+    return job
+
+
+def _only_value_errors(error: BaseException | None) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_value_errors(inner) for inner in error.exceptions)
+    return isinstance(error, ValueError)
+
+
+async def test_a_cancelled_job_whose_task_group_cleanup_raises_fails_with_it(
+    anyio_backend_name: str,
+) -> None:
+    """The cancellation of the job's own tasks, raised with their errors,
+    is the worker's to absorb: the job fails with the errors and the
+    executor goes on."""
+    for task_group in _task_groups(anyio_backend_name):
+        started = anyio.Event()
+        async with AsyncExecutor(max_workers=2) as ex:
+            future = ex.submit(_job_with_a_task_group(task_group, started, True))
+            await started.wait()
+            assert future.cancel()
+            with anyio.fail_after(hang_guard()):
+                with pytest.raises(BaseExceptionGroup):
+                    await future
+            assert _only_value_errors(future.exception()), future.exception()
+            assert await ex.submit(quick, 1) == 1
+
+
+async def test_a_cancelled_job_whose_task_group_only_cancels_ends_cancelled(
+    anyio_backend_name: str,
+) -> None:
+    for task_group in _task_groups(anyio_backend_name):
+        started = anyio.Event()
+        async with AsyncExecutor(max_workers=2) as ex:
+            future = ex.submit(_job_with_a_task_group(task_group, started, False))
+            await started.wait()
+            assert future.cancel()
+            with anyio.fail_after(hang_guard()):
+                with pytest.raises(CancelledError):
+                    await future
+            assert await ex.submit(quick, 1) == 1
+
+
+@pytest.mark.virtual_time
+class TestATimedOutTaskGroup:
+    """A ``task_timeout`` that cancels a task group in the job: the job's
+    failure is what the group's tasks raised besides the cancellation, or
+    the ``TimeoutError`` if they raised nothing else; retried either way if
+    retries remain, and the executor goes on."""
+
+    @pytest.mark.parametrize("cleanup_error", [True, False])
+    async def test_fails_with_what_is_left_after_retries(
+        self, anyio_backend_name: str, cleanup_error: bool
+    ) -> None:
+        for task_group in _task_groups(anyio_backend_name):
+            started = anyio.Event()
+            job = _job_with_a_task_group(task_group, started, cleanup_error)
+            async with AsyncExecutor(max_workers=2) as ex:
+                t0 = anyio.current_time()
+                future = ex.submit(job, task_timeout=1.0, retries=1, retry_delay=10.0)
+                with pytest.raises(BaseException) as raised:
+                    await future
+                # Attempts at 0 and 11, each cut short after 1 s.
+                assert anyio.current_time() - t0 == pytest.approx(12.0)
+                assert await ex.submit(quick, 1) == 1
+            if cleanup_error:
+                assert _only_value_errors(raised.value), raised.value
+            else:
+                assert type(raised.value) is TimeoutError
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("stop", [StopAsyncIteration, StopIteration])
 async def test_a_job_raising_stop_iteration_does_not_end_map_iter(
