@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 #: What `run_attempts` returns when the job waits at a gate again.
 PARKED: Final = object()
 
+#: What `attempt` returns when the call's own cancel scope timed out (with a
+#: context-manager limiter; see there).
+TIMED_OUT: Final = object()
+
 #: What `run_attempts` returns when an attempt's ``task_timeout`` used up the
 #: worker's cancel scope: the job goes on (retry or fail) in a new one.
 NEW_SCOPE: Final = object()
@@ -74,28 +78,28 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
                 if plan.events is not None:
                     plan.events.started(job)
                 try:
-                    return await attempt(job.call(), plan, scope, pool.deadlines)
+                    value = await attempt(job.call(), plan, scope, pool.deadlines)
+                    if value is not TIMED_OUT:
+                        return value
+                    error = timed_out(job, plan)
                 except Exception as failure:
-                    if not scope.cancel_called or job.cancelling:
-                        error = failure  # decided below, in this scope
-                    else:
-                        # The deadline passed and the call's clean-up raised:
-                        # that error stands for the attempt, as it would
-                        # with a cancel scope of the attempt's own.
+                    if scope.cancel_called and not job.cancelling:
+                        # The deadline cancelled the worker's scope and the
+                        # call's clean-up raised: that error stands for the
+                        # attempt, decided on in a new scope.
                         job.pending_error = failure
                         return NEW_SCOPE
+                    error = failure
                 except BaseException as failure:
                     if not scope.cancel_called or job.cancelling:
-                        raise  # cancel(), or a cancellation from outside
+                        raise  # cancel(), cancellation from outside, a crash
+                    # The deadline cancelled the worker's scope: the attempt
+                    # failed with what the call raised besides that
+                    # cancellation (a task group's errors), or timed out.
                     rest = besides_cancellation(failure)
-                    if rest is None:
-                        job.pending_error = timed_out(job, plan)
-                    elif isinstance(rest, Exception):
-                        # Errors of a task group in the call, raised with
-                        # the deadline's cancellation of its other tasks.
-                        job.pending_error = rest
-                    else:
+                    if rest is not None and not isinstance(rest, Exception):
                         raise
+                    job.pending_error = timed_out(job, plan) if rest is None else rest
                     return NEW_SCOPE
                 finally:
                     pool.give_back(job)
@@ -165,7 +169,14 @@ async def attempt(
         # its next checkpoint, which would be inside the user's function,
         # after it had started. Look for it here (no yield unless cancelled).
         await checkpoint_if_cancelled()
-        return await _timed(call, plan.timeout, scope, deadlines)
+        if plan.timeout is None:
+            return await _timed(call, None, scope, deadlines)
+        # The limiter's exit must not run cancelled by the deadline: it may
+        # await to give its token back (a lock on a server). So here the
+        # deadline cancels a scope of the call's own, not the worker's.
+        with anyio.CancelScope() as own:
+            return await _timed(call, plan.timeout, own, deadlines)
+        return TIMED_OUT
 
 
 async def _timed(

@@ -431,7 +431,10 @@ class Pool:
                             job = plan = context = fn = args = kwargs = value = None
                         if scope.cancel_called:
                             # cancel() or a task_timeout used the scope up:
-                            # take a new one.
+                            # take a new one. (A timed-out job goes on in it
+                            # first, with no checkpoint between: see
+                            # _returned.)
+                            streak = 0
                             break
         finally:
             self.worker_ids.discard(task_id)

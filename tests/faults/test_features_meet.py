@@ -721,6 +721,37 @@ class TestATimedOutTaskGroup:
                 assert type(raised.value) is TimeoutError
 
 
+class RemoteLimiter:
+    """A limiter whose release awaits (as a lock on a server would): its
+    ``__aexit__`` must run to the end for the token to come back."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    async def __aenter__(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.held += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        await anyio.lowlevel.checkpoint()  # the round trip to the server
+        self.held -= 1
+
+
+@pytest.mark.virtual_time
+async def test_a_timed_out_attempt_gives_back_a_limiter_whose_release_awaits() -> (
+    None
+):
+    """``task_timeout`` cuts the call short, not the limiter's exit around it."""
+    limiter = RemoteLimiter()
+    async with AsyncExecutor(max_workers=2) as ex:
+        future = ex.submit(anyio.sleep_forever, semaphore=limiter, task_timeout=1.0)
+        with pytest.raises(TimeoutError):
+            await future
+        assert limiter.held == 0
+        assert await ex.submit(quick, 1, semaphore=limiter) == 1
+    assert limiter.held == 0
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("stop", [StopAsyncIteration, StopIteration])
 async def test_a_job_raising_stop_iteration_does_not_end_map_iter(
