@@ -13,7 +13,7 @@ worker moves on (``PARKED``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 from anyio.lowlevel import checkpoint_if_cancelled
@@ -208,7 +208,8 @@ def besides_cancellation(error: BaseException) -> BaseException | None:
     if isinstance(error, cancelled):
         return None
     if isinstance(error, BaseExceptionGroup):
-        return error.split(cancelled)[1]
+        group = cast("BaseExceptionGroup[BaseException]", error)
+        return group.split(cancelled)[1]
     return error
 
 
