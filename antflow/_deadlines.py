@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextvars import Context
 from typing import TYPE_CHECKING
 
 import anyio
@@ -56,9 +55,7 @@ class Deadlines:
         self._due[scope] = deadline
         if deadline < self._wake_at:  # rarely: most deadlines come later
             if self._wake_at == math.inf:
-                # Started from the job's context (this runs in it): the
-                # watcher gets an empty one rather than keep the job's alive.
-                Context().run(self._pool.spawn, self._watch)
+                self._pool.start_own(self._watch)
             self._wake_at = deadline
             if self._sleep is not None:
                 self._sleep.deadline = deadline
@@ -100,3 +97,4 @@ class Deadlines:
                 if self._watch_scope is run:  # not stopped: it is still ours
                     self._watch_scope = self._sleep = None
                     self._wake_at = math.inf
+                self._pool.task_exited()

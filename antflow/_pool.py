@@ -316,8 +316,7 @@ class Pool:
             assert self.task_group is not None
             line = gate.new_line(limiter, self)
             self._lines[id(limiter)] = line
-            self.tasks += 1
-            self.task_group.start_soon(line.serve)
+            self.start_own(line.serve)
         line.add(job)
         plan = job.plan
         if plan is not None and plan.events is not None:
@@ -361,8 +360,7 @@ class Pool:
         elif self.workers < self.max_workers:
             assert self.task_group is not None
             self.workers += 1
-            self.tasks += 1
-            self.task_group.start_soon(self._work)
+            self.start_own(self._work)
 
     async def _work(self) -> None:
         # Making a cancel scope per job would cost more than the rest of the
@@ -627,6 +625,20 @@ class Pool:
             await self._attached.wait()
         if self.task_group is None or not self.accepting:
             raise ExecutorShutdownError("cannot start: the executor is shut down")
+
+    def start_own(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start ``func()``, a task of the pool's own machinery (a worker, a
+        waiting line, the deadline watcher), in the task group, which must
+        be up. It counts in ``tasks`` until it calls `task_exited`.
+
+        It starts in an empty context: it is started from whichever job or
+        caller needed it first, and a copy of that context would keep what
+        they set alive for as long as the task lives. (Jobs run in their
+        own context anyway; see _context.)
+        """
+        assert self.task_group is not None
+        self.tasks += 1
+        Context().run(self.task_group.start_soon, func)
 
     def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``func()`` as a task of ours in the task group, which must be

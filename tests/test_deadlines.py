@@ -1,0 +1,148 @@
+"""``task_timeout`` deadlines, kept by one watcher task per executor
+(``antflow/_deadlines.py``): each attempt is cut short at its own deadline,
+and at no other time, whatever else runs in its worker; the watcher holds
+nothing of a job's and outlives no work (docs/semantics.md, "Timeouts" and
+"Shutdown")."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from contextvars import ContextVar
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from antflow import AsyncExecutor
+from antflow.events import TimedOut
+
+pytestmark = pytest.mark.anyio
+
+
+async def quick(value: Any = None) -> Any:
+    await anyio.lowlevel.checkpoint()
+    return value
+
+
+@pytest.mark.virtual_time
+class TestEachAttemptAtItsOwnDeadline:
+    async def test_a_shorter_timeout_submitted_later_fires_first(self) -> None:
+        ended: dict[str, float] = {}
+
+        async def hang(name: str) -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                ended[name] = anyio.current_time()
+
+        async with AsyncExecutor(max_workers=4) as ex:
+            long = ex.submit(hang, "long", task_timeout=5.0)
+            await anyio.sleep(0.5)
+            short = ex.submit(hang, "short", task_timeout=1.0)
+            for future in (long, short):
+                with pytest.raises(TimeoutError):
+                    await future
+        assert ended == {"short": 1.5, "long": 5.0}
+
+    async def test_a_deadline_ends_with_its_attempt(self) -> None:
+        """The next job in the same worker runs past the deadline of the
+        timed job before it, and so does the next attempt of a retried one."""
+        attempts: list[float] = []
+
+        async def second_attempt_is_slow() -> str:
+            attempts.append(anyio.current_time())
+            await anyio.sleep(0.5 if len(attempts) == 1 else 1.5)
+            if len(attempts) == 1:
+                raise ValueError("first attempt fails")
+            return "done"
+
+        async with AsyncExecutor(max_workers=1) as ex:
+            assert await ex.submit(anyio.sleep, 0.5, task_timeout=1.0) is None
+            # Same worker, no timeout, past the old deadline (t=1).
+            assert await ex.submit(anyio.sleep, 3.0) is None
+            assert anyio.current_time() == 3.5
+            # Each attempt has a deadline of its own: 2 s from its start.
+            retried = ex.submit(
+                second_attempt_is_slow, task_timeout=2.0, retries=1, retry_delay=0.25
+            )
+            assert await retried == "done"
+        assert attempts == [3.5, 4.25]
+
+    async def test_the_timed_out_event_says_when(self) -> None:
+        events: list[Any] = []
+        async with AsyncExecutor(max_workers=2, on_event=events.append) as ex:
+            with pytest.raises(TimeoutError):
+                await ex.submit(anyio.sleep_forever, task_timeout=2.0)
+        (timed_out,) = (e for e in events if isinstance(e, TimedOut))
+        assert timed_out.duration == 2.0
+
+    async def test_shutdown_waits_for_a_running_attempt_to_hit_its_deadline(
+        self,
+    ) -> None:
+        """Closing the executor stops new work, not the deadlines of what
+        still runs: ``shutdown(wait=True)`` returns when it timed out."""
+        async with AsyncExecutor(max_workers=2) as ex:
+            future = ex.submit(anyio.sleep_forever, task_timeout=3.0)
+            await anyio.sleep(1.0)
+            with anyio.fail_after(10.0):
+                await ex.shutdown(wait=True)
+            assert anyio.current_time() == 3.0
+            assert isinstance(future.exception(), TimeoutError)
+
+
+@pytest.mark.real_clock
+async def test_no_task_is_left_once_timed_work_is_done() -> None:
+    """The watcher of far-off deadlines ends with the work, not at them."""
+    before = len(anyio.get_running_tasks())
+    async with AsyncExecutor(max_workers=4) as ex:
+        assert await ex.map(quick, range(20), task_timeout=3600.0) == list(range(20))
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == before
+        # And it comes back for the next timed work.
+        assert await ex.submit(quick, 1, task_timeout=3600.0) == 1
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == before
+
+
+class Payload:
+    pass
+
+
+request: ContextVar[Payload | None] = ContextVar("request", default=None)
+
+
+@pytest.mark.real_clock
+async def test_the_watcher_keeps_nothing_of_the_job_that_started_it() -> None:
+    """The first timed attempt starts the watcher, from inside that job's
+    context; what the job's caller set there dies with the job, while the
+    watcher goes on for the others."""
+    first_may_end, release, submitted = anyio.Event(), anyio.Event(), anyio.Event()
+    refs: list[weakref.ref[Payload]] = []
+
+    async with AsyncExecutor(max_workers=4) as ex:
+
+        async def caller_with_a_request() -> None:
+            payload = Payload()
+            refs.append(weakref.ref(payload))
+            request.set(payload)
+            # The first timed attempt: it starts the watcher.
+            first = ex.submit(first_may_end.wait, task_timeout=3600.0)
+            submitted.set()
+            await first
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller_with_a_request)
+            await submitted.wait()
+            await anyio.wait_all_tasks_blocked()
+            # From this task's context: a deadline that stays due keeps the
+            # watcher alive after the first job.
+            other = ex.submit(release.wait, task_timeout=3600.0)
+            await anyio.wait_all_tasks_blocked()
+            first_may_end.set()
+        await anyio.wait_all_tasks_blocked()
+        gc.collect()
+        assert refs[0]() is None
+        release.set()
+        await other
