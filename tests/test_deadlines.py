@@ -26,6 +26,11 @@ async def quick(value: Any = None) -> Any:
     return value
 
 
+async def nap(seconds: float, value: Any) -> Any:
+    await anyio.sleep(seconds)
+    return value
+
+
 @pytest.mark.virtual_time
 class TestEachAttemptAtItsOwnDeadline:
     async def test_a_shorter_timeout_submitted_later_fires_first(self) -> None:
@@ -59,9 +64,12 @@ class TestEachAttemptAtItsOwnDeadline:
             return "done"
 
         async with AsyncExecutor(max_workers=1) as ex:
-            assert await ex.submit(anyio.sleep, 0.5, task_timeout=1.0) is None
-            # Same worker, no timeout, past the old deadline (t=1).
-            assert await ex.submit(anyio.sleep, 3.0) is None
+            # One worker runs both; the second runs past the first's
+            # deadline (t=1) without one of its own.
+            first = ex.submit(anyio.sleep, 0.5, task_timeout=1.0)
+            second = ex.submit(anyio.sleep, 3.0)
+            assert await first is None
+            assert await second is None
             assert anyio.current_time() == 3.5
             # Each attempt has a deadline of its own: 2 s from its start.
             retried = ex.submit(
@@ -69,6 +77,29 @@ class TestEachAttemptAtItsOwnDeadline:
             )
             assert await retried == "done"
         assert attempts == [3.5, 4.25]
+
+    async def test_a_call_that_swallows_its_timeout_finishes_with_its_value(
+        self,
+    ) -> None:
+        """As under a cancel scope of its own; and the worker's next job,
+        after the deadline, is not cancelled by it."""
+
+        async def stubborn() -> str:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                return "swallowed"
+            return "unreachable"
+
+        async with AsyncExecutor(max_workers=1) as ex:
+            # One worker runs all three, one after the other.
+            futures = [
+                ex.submit(stubborn, task_timeout=1.0),
+                ex.submit(nap, 2.0, "next"),
+                ex.submit(nap, 2.0, "timed", task_timeout=3.0),
+            ]
+            assert [await f for f in futures] == ["swallowed", "next", "timed"]
+            assert anyio.current_time() == 5.0
 
     async def test_the_timed_out_event_says_when(self) -> None:
         events: list[Any] = []

@@ -738,9 +738,7 @@ class RemoteLimiter:
 
 
 @pytest.mark.virtual_time
-async def test_a_timed_out_attempt_gives_back_a_limiter_whose_release_awaits() -> (
-    None
-):
+async def test_a_timed_out_attempt_gives_back_a_limiter_whose_release_awaits() -> None:
     """``task_timeout`` cuts the call short, not the limiter's exit around it."""
     limiter = RemoteLimiter()
     async with AsyncExecutor(max_workers=2) as ex:
