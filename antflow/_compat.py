@@ -148,32 +148,23 @@ def clock() -> Callable[[], float]:
     It is ``anyio.current_time`` except on uvloop, whose ``loop.time()``
     is libuv's millisecond timestamp taken once per loop iteration: a rate
     limiter reading it could start no more than one job a millisecond. The
-    same monotonic clock read directly does not have that limit.
+    same monotonic clock read directly does not have that limit. (It is also
+    what asyncio's own loops read, so a clock got on one real loop is right
+    on the next; a virtual loop's is its own.)
     """
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None:
         loop = asyncio.events._get_running_loop()
         if loop is not None:
-            if type(loop).__module__.startswith("uvloop"):
+            kind: Any = type(loop)
+            if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
+                "uvloop"
+            ):
                 return _monotonic
             return cast(Callable[[], float], loop.time)
     import anyio
 
     return anyio.current_time
-
-
-def now() -> float:
-    """The running loop's time in seconds, as `clock` reads it."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        loop = asyncio.events._get_running_loop()
-        if loop is not None:
-            if type(loop).__module__.startswith("uvloop"):
-                return _monotonic()
-            return loop.time()  # type: ignore[no-any-return]
-    import anyio
-
-    return anyio.current_time()
 
 
 def deadline_clock() -> Callable[[], float]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -137,7 +138,7 @@ class Turn:
 class Pacer:
     """The schedule of one `RateLimiter`: the bucket and the line."""
 
-    __slots__ = ("_catch_up", "empty_at", "interval", "slack", "turns")
+    __slots__ = ("_catch_up", "_clock", "empty_at", "interval", "slack", "turns")
 
     def __init__(self, interval: float, burst: int) -> None:
         self.interval = interval
@@ -146,15 +147,33 @@ class Pacer:
         #: The theoretical time at which the bucket is next empty.
         self.empty_at = -math.inf
         self.turns: deque[Turn] = deque()
-        self._catch_up: float | None = None
+        # Both known once the limiter is first used, on its event loop.
+        self._clock: Callable[[], float] | None = None
+        self._catch_up = 0.0
+
+    def now(self) -> float:
+        """The event loop's time (``_compat.clock``)."""
+        clock = self._clock
+        if clock is None:
+            clock = self._bind()
+        return clock()
+
+    def _bind(self) -> Callable[[], float]:
+        """First use: take the clock and timers of the running loop, whose
+        limiter this is from now on. (Finding the loop's clock on every
+        reading cost 7 % of a rate-limited job: workload a with
+        ``RateLimiter(10**9)``, 72.2k -> 67.3k instructions per item on
+        asyncio, 101.9k -> 93.3k on trio; callgrind.)"""
+        late, tick = _compat.timer_resolution()
+        self._catch_up = 2 * late + tick
+        clock = self._clock = _compat.clock()
+        return clock
 
     def catch_up(self) -> float:
         """How long ago a start may count from (see the module docstring):
-        two late timers and a clock tick; zero in virtual time. Known once
-        the limiter is first used, on its event loop."""
-        if self._catch_up is None:
-            late, tick = _compat.timer_resolution()
-            self._catch_up = 2 * late + tick
+        two late timers and a clock tick; zero in virtual time."""
+        if self._clock is None:
+            self._bind()
         return self._catch_up
 
     def due_in(self, now: float) -> float:
@@ -166,12 +185,12 @@ class Pacer:
 
     def ready(self) -> bool:
         """Is a token there now, with nobody waiting for it?"""
-        return not self.turns and self.due_in(_compat.now()) <= 0
+        return not self.turns and self.due_in(self.now()) <= 0
 
     def try_take(self) -> bool:
         if self.turns:
             return False
-        now = _compat.now()
+        now = self.now()
         if self.due_in(now) > 0:
             return False
         # A start right after others counts from when it fell due, as a
@@ -200,7 +219,7 @@ class Pacer:
             self.leave(turn)
 
     def join(self, since: float | None = None) -> Turn:
-        turn = Turn(_compat.now() if since is None else since)
+        turn = Turn(self.now() if since is None else since)
         self.turns.append(turn)
         return turn
 
@@ -214,7 +233,7 @@ class Pacer:
         late, tick = _compat.timer_resolution()
         # Within half a tick of the clock counts as now: it can't tell.
         # Nothing to wait for but the clock: time itself refills the bucket.
-        while (wait := self.due_in(_compat.now())) > tick / 2:  # noqa: ASYNC110
+        while (wait := self.due_in(self.now())) > tick / 2:  # noqa: ASYNC110
             # A timer can't fire sooner than the loop's resolution; asking
             # for less only makes the loop spin.
             await anyio.sleep(max(wait, late, tick))
@@ -223,7 +242,7 @@ class Pacer:
         """Take the token ``turn`` waited for, counted at the time it fell
         due if that was at most `catch_up` ago (see the module
         docstring), and send the turn to the back of the line."""
-        now = _compat.now()
+        now = self.now()
         due = self.empty_at - self.slack
         start = max(due, turn.since, now - self.catch_up())
         self.empty_at = max(self.empty_at, start) + self.interval
