@@ -156,7 +156,7 @@ def clock() -> Callable[[], float]:
     if asyncio is not None:
         loop = asyncio.events._get_running_loop()
         if loop is not None:
-            kind: Any = type(loop)
+            kind: Any = loop.__class__
             if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
                 "uvloop"
             ):
