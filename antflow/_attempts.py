@@ -22,7 +22,6 @@ from ._context import awaitable
 from ._rate import acquire_all
 
 if TYPE_CHECKING:
-    from ._deadlines import Deadlines
     from ._job import Call, Job
     from ._options import Plan
     from ._pool import Pool
@@ -45,16 +44,16 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
     The job holds its tokens when this is called; they are given back after
     every attempt, however it ended.
 
-    A ``task_timeout`` is a deadline on the worker's own cancel scope
-    (``job.scope``) while the attempt's call runs, kept by the pool's
-    `Deadlines`, not a scope of the attempt's own: a scope with a timer per
-    attempt cost more than the rest of the job (workload a with
-    ``task_timeout=10``: 123.9k -> 68.3k instructions per item on asyncio,
-    164.3k -> 85.0k on trio, against 53.1k and 70.6k without; callgrind).
-    When the deadline passes, that scope is spent: the attempt's error waits
-    in ``job.pending_error``, this returns `NEW_SCOPE`, and the worker calls
-    it again in a new scope, where the retry is decided and the back-off
-    slept.
+    A ``task_timeout`` is the deadline of the worker's own cancel scope
+    (``job.scope``) while the attempt's call runs, not a scope of the
+    attempt's own, which cost more than the rest of the job (workload a
+    with ``task_timeout=10``: 123.9k -> XXX instructions per item on
+    asyncio, 164.3k -> YYY on trio, against 53.1k and 70.6k without;
+    callgrind). The call sees it as its effective deadline, as under a scope
+    of its own. When the deadline passes, that scope is spent: the
+    attempt's error waits in ``job.pending_error``, this returns
+    `NEW_SCOPE`, and the worker calls it again in a new scope, where the
+    retry is decided and the back-off slept.
 
     Returns:
         The value; `PARKED` when the job waits at a gate again after a
@@ -80,7 +79,7 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
                 if plan.events is not None:
                     plan.events.started(job)
                 try:
-                    value = await attempt(job.call(), plan, scope, pool.deadlines)
+                    value = await attempt(job.call(), plan, scope)
                     if value is not TIMED_OUT:
                         return value
                     error = timed_out(job, plan)
@@ -149,18 +148,16 @@ def timed_out(job: Job, plan: Plan) -> TimeoutError:
     return TimeoutError(f"attempt took longer than task_timeout={plan.timeout}")
 
 
-async def attempt(
-    call: Call, plan: Plan, scope: anyio.CancelScope, deadlines: Deadlines
-) -> Any:
+async def attempt(call: Call, plan: Plan, scope: anyio.CancelScope) -> Any:
     """One attempt of ``call`` with the call's per-attempt options applied,
-    in the worker's ``scope``; ``deadlines`` keeps its ``task_timeout``.
+    in the worker's ``scope``, which carries its ``task_timeout``.
 
     Takes the call, not the job: a failure's traceback can keep this frame
     alive, and it must not keep the job.
     """
     limiter = plan.context_limiter
     if limiter is None:
-        return await _timed(call, plan.timeout, scope, deadlines)
+        return await _timed(call, plan.timeout, scope)
     async with limiter:
         # Rate limits come after this limiter: waiting for it must not
         # bunch starts up.
@@ -172,27 +169,25 @@ async def attempt(
         # after it had started. Look for it here (no yield unless cancelled).
         await checkpoint_if_cancelled()
         if plan.timeout is None:
-            return await _timed(call, None, scope, deadlines)
+            return await _timed(call, None, scope)
         # The limiter's exit must not run cancelled by the deadline: it may
         # await to give its token back (a lock on a server). So here the
-        # deadline cancels a scope of the call's own, not the worker's.
+        # deadline is on a scope of the call's own, not the worker's.
         with anyio.CancelScope() as own:
-            return await _timed(call, plan.timeout, own, deadlines)
+            return await _timed(call, plan.timeout, own)
         return TIMED_OUT
 
 
-async def _timed(
-    call: Call, timeout: float | None, scope: anyio.CancelScope, deadlines: Deadlines
-) -> Any:
+async def _timed(call: Call, timeout: float | None, scope: anyio.CancelScope) -> Any:
     _, fn, args, kwargs = call
     made = awaitable(fn(*args, **kwargs) if kwargs else fn(*args), fn)
     if timeout is None:
         return await made
-    deadlines.start(scope, timeout)
+    scope.deadline = anyio.current_time() + timeout
     try:
         return await made
     finally:
-        deadlines.end(scope)
+        scope.deadline = math.inf
 
 
 def besides_cancellation(error: BaseException) -> BaseException | None:

@@ -83,6 +83,30 @@ def loop_checker(token: EventLoopToken) -> Callable[[], bool]:
     return on_asyncio_loop
 
 
+def _asyncio_loop() -> Any:
+    """The asyncio loop that runs this code, or None: none runs, or trio
+    does (trio in guest mode runs on an asyncio loop, which is then running
+    too, but its tasks are trio's)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    loop = asyncio.events._get_running_loop()
+    if loop is not None and _in_trio():
+        return None
+    return loop
+
+
+def _in_trio() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
 def in_any_loop() -> bool:
     """Is some asyncio or trio event loop running in this thread?"""
     asyncio = sys.modules.get("asyncio")
@@ -152,33 +176,19 @@ def clock() -> Callable[[], float]:
     what asyncio's own loops read, so a clock got on one real loop is right
     on the next; a virtual loop's is its own.)
     """
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        loop = asyncio.events._get_running_loop()
-        if loop is not None:
-            kind: Any = loop.__class__
-            if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
-                "uvloop"
-            ):
-                return _monotonic
-            return cast(Callable[[], float], loop.time)
+    loop = _asyncio_loop()
+    if loop is not None:
+        import asyncio
+
+        kind: Any = loop.__class__
+        if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
+            "uvloop"
+        ):
+            return _monotonic
+        return cast(Callable[[], float], loop.time)
     import anyio
 
     return anyio.current_time
-
-
-def deadline_clock() -> Callable[[], float]:
-    """The clock that cancel-scope deadlines are read against:
-    ``anyio.current_time``, without its lookup of the backend on each call
-    (``loop.time`` on asyncio and uvloop, ``trio.current_time`` on trio)."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        loop = asyncio.events._get_running_loop()
-        if loop is not None:
-            return cast(Callable[[], float], loop.time)
-    import trio
-
-    return trio.current_time
 
 
 def timer_resolution() -> tuple[float, float]:
@@ -191,18 +201,18 @@ def timer_resolution() -> tuple[float, float]:
     virtual clock counts whole microseconds; the others are as fine as a
     float.
     """
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        loop = asyncio.events._get_running_loop()
-        if loop is not None:
-            kind: Any = loop.__class__
-            if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
-                "uvloop"
-            ):
-                return 1e-3, 0.0
-            # A virtual loop (async_solipsism): asyncio's own attribute for
-            # the clock's resolution.
-            return 0.0, float(getattr(loop, "_clock_resolution", 0.0))
+    loop = _asyncio_loop()
+    if loop is not None:
+        import asyncio
+
+        kind: Any = loop.__class__
+        if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
+            "uvloop"
+        ):
+            return 1e-3, 0.0
+        # A virtual loop (async_solipsism): asyncio's own attribute for the
+        # clock's resolution.
+        return 0.0, float(getattr(loop, "_clock_resolution", 0.0))
     import trio
 
     real = type(trio.lowlevel.current_clock()).__name__ == "SystemClock"
@@ -352,9 +362,7 @@ class _TrioWake(Wake):
 
 def wake_maker() -> Callable[[], Wake]:
     """What makes a `Wake` on the running loop."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        loop = asyncio.events._get_running_loop()
-        if loop is not None:
-            return lambda: _AsyncioWake(loop)
+    loop = _asyncio_loop()
+    if loop is not None:
+        return lambda: _AsyncioWake(loop)
     return _TrioWake

@@ -47,7 +47,6 @@ import anyio
 from ._attempts import NEW_SCOPE, PARKED, besides_cancellation, run_attempts
 from ._compat import Wake, current_task_id, wake_maker
 from ._context import drop_own_frames, run_in_context
-from ._deadlines import Deadlines
 from ._exceptions import ExecutorShutdownError
 from ._job import CANCELLED, CANCELLING, FAILED, FINISHED, Job, State, logger
 
@@ -114,8 +113,6 @@ class Pool:
         #: The bound on pending jobs and its waiters (max_pending), if any:
         #: set by ``_room.BoundedPool``, which also tells it of each change.
         self.room: Room | None = None
-        #: The task_timeout deadlines of running attempts.
-        self.deadlines = Deadlines(self)
 
     # -- submitting ------------------------------------------------------------
 
@@ -612,7 +609,6 @@ class Pool:
         self.outstanding -= 1
         if self.outstanding == 0:
             self._release_idle()
-            self.deadlines.stop()
             self.on_idle()
 
     async def task_group_ready(self) -> None:
@@ -627,9 +623,9 @@ class Pool:
             raise ExecutorShutdownError("cannot start: the executor is shut down")
 
     def start_own(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Start ``func()``, a task of the pool's own machinery (a worker, a
-        waiting line, the deadline watcher), in the task group, which must
-        be up. It counts in ``tasks`` until it calls `task_exited`.
+        """Start ``func()``, a task of the pool's own machinery (a worker or
+        a waiting line), in the task group, which must be up. It counts in
+        ``tasks`` until it calls `task_exited`.
 
         It starts in an empty context: it is started from whichever job or
         caller needed it first, and a copy of that context would keep what

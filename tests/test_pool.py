@@ -7,6 +7,10 @@ start in the order they were submitted) and docs/semantics.md, "Shutdown"
 
 from __future__ import annotations
 
+import gc
+import weakref
+from contextvars import ContextVar
+
 import anyio
 import pytest
 
@@ -127,3 +131,44 @@ async def test_a_line_left_waiting_for_a_slot_is_woken_when_the_last_worker_ends
         with anyio.fail_after(10):
             await ex.submit(anyio.sleep, 0, rate_limit=rate)  # parks in that line
         assert anyio.current_time() - start == 1
+
+
+class Payload:
+    pass
+
+
+request: ContextVar[Payload | None] = ContextVar("request", default=None)
+
+
+@pytest.mark.real_clock
+async def test_a_worker_keeps_nothing_of_the_caller_that_started_it() -> None:
+    """A worker is started by whichever submit needs one first, and lives on
+    while there is work; what that caller set in its context dies with its
+    job, not with the worker (docs/semantics.md, "Context variables")."""
+    first_may_end, release, submitted = anyio.Event(), anyio.Event(), anyio.Event()
+    refs: list[weakref.ref[Payload]] = []
+
+    async with AsyncExecutor(max_workers=4) as ex:
+
+        async def caller_with_a_request() -> None:
+            payload = Payload()
+            refs.append(weakref.ref(payload))
+            request.set(payload)
+            first = ex.submit(first_may_end.wait)  # starts a worker
+            submitted.set()
+            await first
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller_with_a_request)
+            await submitted.wait()
+            await anyio.wait_all_tasks_blocked()
+            # From this task's context: work that keeps the pool busy, so
+            # the first worker lives on, idle, after the first job.
+            other = ex.submit(release.wait)
+            await anyio.wait_all_tasks_blocked()
+            first_may_end.set()
+        await anyio.wait_all_tasks_blocked()
+        gc.collect()
+        assert refs[0]() is None
+        release.set()
+        await other

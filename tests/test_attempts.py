@@ -1,14 +1,11 @@
-"""``task_timeout`` deadlines, kept by one watcher task per executor
-(``antflow/_deadlines.py``): each attempt is cut short at its own deadline,
-and at no other time, whatever else runs in its worker; the watcher holds
-nothing of a job's and outlives no work (docs/semantics.md, "Timeouts" and
-"Shutdown")."""
+"""A job's attempts (``antflow/_attempts.py``), here their ``task_timeout``:
+each attempt is cut short at its own deadline and at no other time, whatever
+else runs in its worker, and sees that deadline as a cancel scope's
+(docs/semantics.md, "Timeouts")."""
 
 from __future__ import annotations
 
-import gc
-import weakref
-from contextvars import ContextVar
+import math
 from typing import Any
 
 import anyio
@@ -24,6 +21,16 @@ pytestmark = pytest.mark.anyio
 async def quick(value: Any = None) -> Any:
     await anyio.lowlevel.checkpoint()
     return value
+
+
+class RemoteLimiter:
+    """A ``semaphore=`` antflow enters around the call (no fast path)."""
+
+    async def __aenter__(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await anyio.lowlevel.checkpoint()
 
 
 async def nap(seconds: float, value: Any) -> Any:
@@ -101,6 +108,22 @@ class TestEachAttemptAtItsOwnDeadline:
             assert [await f for f in futures] == ["swallowed", "next", "timed"]
             assert anyio.current_time() == 5.0
 
+    @pytest.mark.parametrize("limiter", [False, True])
+    async def test_the_call_sees_its_deadline(self, limiter: bool) -> None:
+        """As inside ``anyio.fail_after``: code that hands the time left on
+        (a socket's timeout, an RPC deadline) gets it."""
+
+        async def time_left() -> float:
+            return anyio.current_effective_deadline() - anyio.current_time()
+
+        options: dict[str, Any] = {"task_timeout": 5.0}
+        if limiter:
+            options["semaphore"] = RemoteLimiter()
+        async with AsyncExecutor(max_workers=1) as ex:
+            assert await ex.submit(time_left, **options) == 5.0
+            # Gone after the attempt: the next job has no deadline.
+            assert await ex.submit(time_left) == math.inf
+
     async def test_the_timed_out_event_says_when(self) -> None:
         events: list[Any] = []
         async with AsyncExecutor(max_workers=2, on_event=events.append) as ex:
@@ -135,45 +158,3 @@ async def test_no_task_is_left_once_timed_work_is_done() -> None:
         assert await ex.submit(quick, 1, task_timeout=3600.0) == 1
         await anyio.wait_all_tasks_blocked()
         assert len(anyio.get_running_tasks()) == before
-
-
-class Payload:
-    pass
-
-
-request: ContextVar[Payload | None] = ContextVar("request", default=None)
-
-
-@pytest.mark.real_clock
-async def test_the_watcher_keeps_nothing_of_the_job_that_started_it() -> None:
-    """The first timed attempt starts the watcher, from inside that job's
-    context; what the job's caller set there dies with the job, while the
-    watcher goes on for the others."""
-    first_may_end, release, submitted = anyio.Event(), anyio.Event(), anyio.Event()
-    refs: list[weakref.ref[Payload]] = []
-
-    async with AsyncExecutor(max_workers=4) as ex:
-
-        async def caller_with_a_request() -> None:
-            payload = Payload()
-            refs.append(weakref.ref(payload))
-            request.set(payload)
-            # The first timed attempt: it starts the watcher.
-            first = ex.submit(first_may_end.wait, task_timeout=3600.0)
-            submitted.set()
-            await first
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(caller_with_a_request)
-            await submitted.wait()
-            await anyio.wait_all_tasks_blocked()
-            # From this task's context: a deadline that stays due keeps the
-            # watcher alive after the first job.
-            other = ex.submit(release.wait, task_timeout=3600.0)
-            await anyio.wait_all_tasks_blocked()
-            first_may_end.set()
-        await anyio.wait_all_tasks_blocked()
-        gc.collect()
-        assert refs[0]() is None
-        release.set()
-        await other
