@@ -19,6 +19,7 @@ import anyio
 from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._context import awaitable
+from ._job import CANCELLING
 from ._rate import acquire_all
 
 if TYPE_CHECKING:
@@ -83,6 +84,14 @@ async def run_attempts(pool: Pool, job: Job) -> Any:
                     if value is not TIMED_OUT:
                         return value
                     error = timed_out(job, plan)
+                    if job.state == CANCELLING:
+                        # cancel() came while the limiter's exit ran after
+                        # the timeout. The timeout is ours, not an error of
+                        # the call's clean-up: the cancel() that returned
+                        # True wins (the worker settles it cancelled).
+                        # (The state, not ``job.cancelling``: mypy would
+                        # carry the loop top's check across the await.)
+                        return None
                 except Exception as failure:
                     if scope.cancel_called and not job.cancelling:
                         # The deadline cancelled the worker's scope and the

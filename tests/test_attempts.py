@@ -12,7 +12,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from antflow import AsyncExecutor
+from antflow import AsyncExecutor, CancelledError
 from antflow.events import TimedOut
 
 pytestmark = pytest.mark.anyio
@@ -123,6 +123,37 @@ class TestEachAttemptAtItsOwnDeadline:
             assert await ex.submit(time_left, **options) == 5.0
             # Gone after the attempt: the next job has no deadline.
             assert await ex.submit(time_left) == math.inf
+
+    @pytest.mark.parametrize("retries", [0, 2])
+    async def test_a_cancel_while_the_limiter_exits_after_a_timeout_wins(
+        self, retries: int
+    ) -> None:
+        """The attempt timed out, but the job is not final while the limiter
+        entered around the call still exits: a cancel() then returns True,
+        and the job ends cancelled, not with the timeout, nor retried."""
+
+        class SlowExit:
+            async def __aenter__(self) -> None:
+                pass
+
+            async def __aexit__(self, *exc: object) -> None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(1.0)  # releasing a lock on a server
+
+        async with AsyncExecutor(max_workers=1) as ex:
+            future = ex.submit(
+                anyio.sleep_forever,
+                semaphore=SlowExit(),
+                task_timeout=1.0,
+                retries=retries,
+                retry_delay=0.25,
+            )
+            await anyio.sleep(1.5)  # timed out at 1; the limiter exits till 2
+            assert not future.done()
+            assert future.cancel()
+            with pytest.raises(CancelledError):
+                await future
+            assert anyio.current_time() == 2.0
 
     async def test_the_timed_out_event_says_when(self) -> None:
         events: list[Any] = []
