@@ -143,6 +143,18 @@ async def ticks(n: int) -> None:
         await anyio.lowlevel.checkpoint()
 
 
+async def swallow_cancellation(started: anyio.Event | None = None) -> str:
+    """Wait for ever (setting ``started`` first); when cancelled, return
+    ``"swallowed"`` instead of raising."""
+    if started is not None:
+        started.set()
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        return "swallowed"
+    return "unreachable"
+
+
 async def aiterate(items: Iterable[Any]) -> AsyncIterator[Any]:
     for item in items:
         await anyio.lowlevel.checkpoint()

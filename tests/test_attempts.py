@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from _strategies import swallow_cancellation
 
 from antflow import AsyncExecutor, CancelledError
 from antflow.events import TimedOut
@@ -91,17 +92,10 @@ class TestEachAttemptAtItsOwnDeadline:
         """As under a cancel scope of its own; and the worker's next job,
         after the deadline, is not cancelled by it."""
 
-        async def stubborn() -> str:
-            try:
-                await anyio.sleep_forever()
-            except anyio.get_cancelled_exc_class():
-                return "swallowed"
-            return "unreachable"
-
         async with AsyncExecutor(max_workers=1) as ex:
             # One worker runs all three, one after the other.
             futures = [
-                ex.submit(stubborn, task_timeout=1.0),
+                ex.submit(swallow_cancellation, task_timeout=1.0),
                 ex.submit(nap, 2.0, "next"),
                 ex.submit(nap, 2.0, "timed", task_timeout=3.0),
             ]

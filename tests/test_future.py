@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from _strategies import swallow_cancellation
 
 from antflow import AsyncExecutor, AsyncFuture, CancelledError
 
@@ -353,16 +354,8 @@ async def test_cancelled_task_that_swallows_cancellation_ends_cancelled() -> Non
     "Cancellation")."""
     started = anyio.Event()
 
-    async def stubborn() -> str:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            return "swallowed"
-        return "unreachable"
-
     async with AsyncExecutor(max_workers=1) as ex:
-        fut = ex.submit(stubborn)
+        fut = ex.submit(swallow_cancellation, started)
         await started.wait()
         assert fut.cancel() is True
     assert fut.cancelled()
