@@ -149,6 +149,24 @@ class TestEachAttemptAtItsOwnDeadline:
                 await future
             assert anyio.current_time() == 2.0
 
+    async def test_the_calls_own_deadline_at_the_same_instant_yields_to_it(
+        self,
+    ) -> None:
+        """A cancellation belongs to the outermost scope cancelled, which is
+        the attempt's; so its ``TimeoutError`` is the one raised."""
+
+        async def own_deadline() -> None:
+            with anyio.fail_after(2.0):
+                await anyio.sleep_forever()
+
+        async with AsyncExecutor(max_workers=1) as ex:
+            with pytest.raises(TimeoutError, match=r"task_timeout=2\.0"):
+                await ex.submit(own_deadline, task_timeout=2.0)
+            # A shorter one of its own is the call's own error.
+            with pytest.raises(TimeoutError) as raised:
+                await ex.submit(own_deadline, task_timeout=3.0)
+            assert "task_timeout" not in str(raised.value)
+
     async def test_the_timed_out_event_says_when(self) -> None:
         events: list[Any] = []
         async with AsyncExecutor(max_workers=2, on_event=events.append) as ex:
