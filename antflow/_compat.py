@@ -16,6 +16,7 @@ place, each piece with the reason anyio could not do it:
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -328,36 +329,46 @@ class _AsyncioWake(Wake):
         await self._future
 
 
-class _TrioWake(Wake):
-    __slots__ = ("_task",)
+@functools.cache
+def _trio_wake() -> type[Wake]:
+    """The `Wake` of trio, made on first use (trio is an optional extra)."""
+    import trio
 
-    def __init__(self) -> None:
-        self.woken = False
-        self._task: Any = None
+    protected = trio.lowlevel.enable_ki_protection
 
-    def set(self) -> None:
-        if not self.woken:
-            self.woken = True
-            task, self._task = self._task, None
-            if task is not None:
-                import trio
+    class _TrioWake(Wake):
+        # Both methods are protected from KeyboardInterrupt, as trio's own
+        # primitives are: a Ctrl-C between the flag and the reschedule would
+        # leave the worker parked for ever, and the run could not end.
+        __slots__ = ("_task",)
 
-                trio.lowlevel.reschedule(task)
+        def __init__(self) -> None:
+            self.woken = False
+            self._task: Any = None
 
-    async def wait(self) -> None:
-        import trio
+        @protected
+        def set(self) -> None:
+            if not self.woken:
+                self.woken = True
+                task, self._task = self._task, None
+                if task is not None:
+                    trio.lowlevel.reschedule(task)
 
-        if self.woken:
-            await trio.lowlevel.checkpoint()
-            return
-        self._task = trio.lowlevel.current_task()
+        @protected
+        async def wait(self) -> None:
+            if self.woken:
+                await trio.lowlevel.checkpoint()
+                return
+            self._task = trio.lowlevel.current_task()
 
-        def abort(_: Any) -> Any:
-            # Cancelled while parked: the task is woken with the cancellation.
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
+            def abort(_: Any) -> Any:
+                # Cancelled while parked: the task wakes with the cancellation.
+                self._task = None
+                return trio.lowlevel.Abort.SUCCEEDED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
+            await trio.lowlevel.wait_task_rescheduled(abort)
+
+    return _TrioWake
 
 
 def wake_maker() -> Callable[[], Wake]:
@@ -365,4 +376,4 @@ def wake_maker() -> Callable[[], Wake]:
     loop = _asyncio_loop()
     if loop is not None:
         return lambda: _AsyncioWake(loop)
-    return _TrioWake
+    return _trio_wake()

@@ -57,3 +57,40 @@ def test_trio_in_guest_mode_on_an_asyncio_loop() -> None:
     assert 59.0 < out["left"] <= 60.0
     assert out["timed_out"]
     assert out["rated"] == [None] * 5
+
+
+def test_an_idle_worker_parks_and_wakes_protected_from_ctrl_c() -> None:
+    """On trio, Ctrl-C raises KeyboardInterrupt wherever unprotected code
+    runs. Parking and waking an idle worker is protected, as trio's own
+    primitives are: one landing between a wake's flag and its reschedule
+    would leave the worker parked for ever, and the run could not end."""
+    trio = pytest.importorskip("trio")
+    seen: list[bool] = []
+    reschedule = trio.lowlevel.reschedule
+    park = trio.lowlevel.wait_task_rescheduled
+
+    def spy_reschedule(*args: Any, **kwargs: Any) -> None:
+        seen.append(trio.lowlevel.currently_ki_protected())
+        reschedule(*args, **kwargs)
+
+    async def spy_park(*args: Any, **kwargs: Any) -> Any:
+        seen.append(trio.lowlevel.currently_ki_protected())
+        return await park(*args, **kwargs)
+
+    async def main() -> None:
+        release = trio.Event()
+        async with AsyncExecutor(max_workers=2) as ex:
+            blocker = ex.submit(release.wait)  # keeps the pool busy
+            await ex.submit(trio.sleep, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            seen.clear()
+            # A worker is parked now: this wakes it.
+            await ex.submit(trio.sleep, 0)
+            release.set()
+            await blocker
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trio.lowlevel, "reschedule", spy_reschedule)
+        patch.setattr(trio.lowlevel, "wait_task_rescheduled", spy_park)
+        trio.run(main)
+    assert seen and all(seen), seen
