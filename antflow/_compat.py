@@ -113,14 +113,18 @@ def in_any_loop() -> bool:
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None and asyncio.events._get_running_loop() is not None:
         return True
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            return False
-        return True
-    return False
+    return _in_trio()
+
+
+def _on_real_clock(loop: Any) -> bool:
+    """Is ``loop``'s clock the system's monotonic clock (asyncio's own
+    loops; uvloop's, to the millisecond), not a virtual one?"""
+    import asyncio
+
+    kind: Any = loop.__class__
+    return kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
+        "uvloop"
+    )
 
 
 def current_task_id() -> int:
@@ -179,12 +183,7 @@ def clock() -> Callable[[], float]:
     """
     loop = _asyncio_loop()
     if loop is not None:
-        import asyncio
-
-        kind: Any = loop.__class__
-        if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
-            "uvloop"
-        ):
+        if _on_real_clock(loop):
             return _monotonic
         return cast(Callable[[], float], loop.time)
     import anyio
@@ -204,12 +203,7 @@ def timer_resolution() -> tuple[float, float]:
     """
     loop = _asyncio_loop()
     if loop is not None:
-        import asyncio
-
-        kind: Any = loop.__class__
-        if kind.time is asyncio.BaseEventLoop.time or kind.__module__.startswith(
-            "uvloop"
-        ):
+        if _on_real_clock(loop):
             return 1e-3, 0.0
         # A virtual loop (async_solipsism): asyncio's own attribute for the
         # clock's resolution.

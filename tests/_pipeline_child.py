@@ -18,6 +18,7 @@ pipeline finished.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import signal
@@ -37,6 +38,9 @@ def main() -> None:
     # job started in the background by a non-interactive shell ignores
     # SIGINT, and its children inherit that.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A test that gives up waiting for us asks for our stack (see
+    # test_pipeline_kill.finish) before it kills us.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     journal, log, backend, items, kill_at, seed = sys.argv[1:]
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     rng = random.Random(int(seed))

@@ -23,6 +23,7 @@ of 1,000 items and 40 kills per backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -59,6 +60,25 @@ def start(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def finish(child: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
+    """The child's output once it exits. If it has not exited within
+    ``timeout`` seconds, it is made to print its Python stack, then killed,
+    and the test fails with what it wrote: a child left running would go on
+    holding its pipes and fail whichever test runs next."""
+    try:
+        return child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGUSR1)  # faulthandler: the stack to stderr
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)  # while it writes the stack
+        child.kill()
+        stdout, stderr = child.communicate()
+        pytest.fail(
+            f"the child did not exit within {timeout} s; "
+            f"stdout {stdout.decode()[-2000:]!r}; stderr {stderr.decode()[-8000:]!r}"
+        )
 
 
 def signal_masks(pid: int) -> str:
@@ -183,12 +203,13 @@ def test_ctrl_c_saves_finished_work(tmp_path: Path, backend: str) -> None:
     # Interrupt once the pipeline is busy: when a few hundred calls started.
     deadline = time.monotonic() + 30
     while len(calls(first_log)) < 200 and child.poll() is None:
-        assert time.monotonic() < deadline
+        if time.monotonic() > deadline:
+            finish(child, 0)  # fails, with the child's stack
         time.sleep(0.005)
     started_before = len(calls(first_log))
     signals = signal_masks(child.pid)
     child.send_signal(signal.SIGINT)
-    stdout, stderr = child.communicate(timeout=30)
+    stdout, stderr = finish(child, 30)
     seen = (
         f"{started_before} calls had started at SIGINT, "
         f"{len(calls(first_log, 'end'))} ended in all; the child's {signals}; "
@@ -198,7 +219,7 @@ def test_ctrl_c_saves_finished_work(tmp_path: Path, backend: str) -> None:
     assert b"KeyboardInterrupt" in stderr, seen
     second_log = tmp_path / "second.log"
     child = start(journal, second_log, backend, 400, 0, 8)
-    _, stderr = child.communicate(timeout=50)
+    _, stderr = finish(child, 50)
     assert child.returncode == 0, stderr.decode()
     first, second = calls(first_log), calls(second_log)
     for name, workers in STAGES:
