@@ -124,8 +124,10 @@ class Job:
         #: The limiters to pass before each attempt: ``(limiter, gate)``
         #: pairs, releasable ones first, rate limits last.
         self.gates = gates
-        #: How many of ``gates`` (from the front) this job holds a token of.
-        #: Nonzero only while it is admitted and not yet done with an attempt.
+        #: How many of ``gates`` (from the front) this job holds a token of:
+        #: releasable ones only, as a rate limit's start is spent once
+        #: taken. Nonzero only while it is admitted and not yet done with an
+        #: attempt.
         self.held = 0
         self.state = PENDING
         self.value: Any = None

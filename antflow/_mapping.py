@@ -66,11 +66,15 @@ READ_AHEAD: Final = 2
 class _Window(Observer):
     """The items of one call that were submitted and not yet yielded."""
 
-    __slots__ = ("done", "report", "wakeup")
+    __slots__ = ("done", "report", "size", "wakeup")
 
     def __init__(self, report: Callable[[int], object] | None) -> None:
         self.report = report
         self.done = 0  # items finished with a result or an exception
+        #: Items submitted and not yet yielded, finished or not: what the
+        #: read-ahead bounds. (A count, not a method: two calls fewer per
+        #: item: 52.8k -> 52.2k instructions, callgrind, asyncio, a.)
+        self.size = 0
         #: Set when the consumer may have something to do.
         self.wakeup: anyio.Event | None = None
 
@@ -96,9 +100,6 @@ class _Window(Observer):
     def add(self, job: Job) -> None:
         raise NotImplementedError
 
-    def size(self) -> int:
-        raise NotImplementedError
-
     def pop_ready(self) -> Job | None:
         raise NotImplementedError
 
@@ -118,24 +119,25 @@ class _Ordered(_Window):
 
     def add(self, job: Job) -> None:
         self.jobs.append(job)
-
-    def size(self) -> int:
-        return len(self.jobs)
+        self.size += 1
 
     def pop_ready(self) -> Job | None:
         jobs = self.jobs
         if jobs and jobs[0].state >= FINISHED:
+            self.size -= 1
             return jobs.popleft()
         return None
 
     def job_final(self, job: Job) -> None:
-        self.reported(job)
+        if self.report is not None:
+            self.reported(job)
         if self.wakeup is not None and self.jobs and self.jobs[0] is job:
             self.wake()
 
     def drain(self) -> list[Job]:
         jobs = list(self.jobs)
         self.jobs.clear()
+        self.size = 0
         return jobs
 
 
@@ -150,18 +152,20 @@ class _Unordered(_Window):
         self.finished: deque[Job] = deque()
 
     def add(self, job: Job) -> None:
+        # Finished-but-unyielded items count in ``size`` too, or a slow
+        # consumer would let the read-ahead grow without bound.
         self.in_flight[job] = None
-
-    def size(self) -> int:
-        # Finished-but-unyielded items count too, or a slow consumer would
-        # let the read-ahead grow without bound.
-        return len(self.in_flight) + len(self.finished)
+        self.size += 1
 
     def pop_ready(self) -> Job | None:
-        return self.finished.popleft() if self.finished else None
+        if self.finished:
+            self.size -= 1
+            return self.finished.popleft()
+        return None
 
     def job_final(self, job: Job) -> None:
-        self.reported(job)
+        if self.report is not None:
+            self.reported(job)
         if self.in_flight.pop(job, 0) is None:
             self.finished.append(job)
             self.wake()
@@ -170,6 +174,7 @@ class _Unordered(_Window):
         jobs = [*self.in_flight, *self.finished]
         self.in_flight.clear()
         self.finished.clear()
+        self.size = 0
         return jobs
 
 
@@ -245,7 +250,7 @@ class _Source:
             job = self.ready_now()
             if job is not None:
                 return job
-            if not window.size():
+            if not window.size:
                 if self.fed:
                     if self.input_error is not None:
                         error, self.input_error = self.input_error, None
@@ -276,14 +281,14 @@ class _Source:
         window, inputs, limit = self.window, self.inputs, self.limit
         room = self.pool.room
         if room is None:
-            while window.size() < limit:
+            while window.size < limit:
                 args = inputs.next_sync()
                 if args is None:
                     self.fed = True
                     return
                 self.submit(args)
             return
-        while window.size() < limit and (granted or room.available()):
+        while window.size < limit and (granted or room.available()):
             granted = False
             args = inputs.next_sync()
             if args is None:
@@ -337,7 +342,7 @@ class _Source:
         try:
             with self.feeder_scope:
                 while True:
-                    while window.size() >= limit:
+                    while window.size >= limit:
                         self.room = room = anyio.Event()
                         await room.wait()
                     args = await inputs.next_async()

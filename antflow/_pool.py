@@ -217,20 +217,30 @@ class Pool:
                         self._park(job, limiter, gate, line)
                         return False
                     taken += 1
-                for limiter, gate in gates[taken:]:
-                    if not gate.ready(limiter):
+                rates = gates[taken:]
+                if len(rates) > 1:
+                    # A start once taken cannot be given back: take none
+                    # unless every one is ready. (A single one is just
+                    # taken, which asks the same: 63.4k -> 60.0k
+                    # instructions per item with RateLimiter(10**9),
+                    # callgrind, asyncio, a.)
+                    for limiter, gate in rates:
+                        if not gate.ready(limiter):
+                            self._give_back_first(job, taken)
+                            self._park(job, limiter, gate, line)
+                            return False
+                for limiter, gate in rates:
+                    if not gate.try_take(limiter, job):  # a single one only
                         self._give_back_first(job, taken)
                         self._park(job, limiter, gate, line)
                         return False
-                for limiter, gate in gates[taken:]:
-                    gate.try_take(limiter, job)
             except Exception as error:  # a limiter's own fault
                 self._give_back_first(job, taken)
                 if line is not None:
                     line.remove(job)
                 self.limiter_failed(job, error)
                 return False
-            job.held = len(gates)
+            job.held = taken
             if line is not None:
                 line.remove(job)
         self._running[job] = None
@@ -269,7 +279,7 @@ class Pool:
             line.decline(job)
             self.limiter_failed(job, error)
             return None
-        job.held = len(job.gates)
+        job.held = len(taken) + line.gate.releasable
         self._running[job] = None
         self._start(job)
         return None

@@ -199,7 +199,7 @@ class Pacer:
         # whole-millisecond timers: 0.91 -> 1.00 of the rate, virtual time).
         # After a quiet spell it counts from now.
         empty_at = self.empty_at
-        if empty_at < now - self.catch_up():
+        if empty_at < now - self._catch_up:  # known: now() bound the clock
             empty_at = now
         self.empty_at = empty_at + self.interval
         return True

@@ -459,6 +459,31 @@ class TestVirtualTime:
                     ex.submit(starts.task, i, rate_limit=slow)
         assert starts.times == [0.0, 2.0, 4.0]
 
+    @pytest.mark.parametrize("waits_for", ["executor", "call"])
+    async def test_a_job_waiting_for_one_rate_limit_spends_no_start_of_the_other(
+        self, waits_for: str
+    ) -> None:
+        """A job takes a start of every rate limit it has at once, or of
+        none: while it waits for one, the other's start stays free for
+        whoever comes (docs/semantics.md, "Tokens")."""
+        executor_limit = RateLimiter(1, per=10.0)
+        call_limit = RateLimiter(1, per=10.0)
+        busy, other = (
+            (executor_limit, call_limit)
+            if waits_for == "executor"
+            else (call_limit, executor_limit)
+        )
+        starts = Starts()
+        with anyio.fail_after(HANG_GUARD):
+            assert busy.try_acquire()  # its next start is at 10
+            async with AsyncExecutor(max_workers=2, rate_limit=executor_limit) as ex:
+                job = ex.submit(starts.task, "job", rate_limit=call_limit)
+                await anyio.wait_all_tasks_blocked()
+                assert not job.done()
+                assert other.try_acquire()  # untouched by the waiting job
+                assert await job == "job"
+        assert starts.times == [10.0]
+
     async def test_one_limiter_shared_by_two_executors_and_several_calls(
         self,
     ) -> None:
