@@ -168,7 +168,8 @@ class _Unordered(_Window):
             self.reported(job)
         if self.in_flight.pop(job, 0) is None:
             self.finished.append(job)
-            self.wake()
+            if self.wakeup is not None:  # a call less when nobody waits
+                self.wake()
 
     def drain(self) -> list[Job]:
         jobs = [*self.in_flight, *self.finished]
