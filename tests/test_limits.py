@@ -78,6 +78,38 @@ async def test_semaphore_kinds_limit_concurrency(
     assert [await f for f in futs] == list(range(6))
 
 
+@pytest.mark.parametrize("kind", _COMMON_KINDS + _ASYNCIO_KINDS + _TRIO_KINDS)
+async def test_parked_jobs_start_in_order_when_tokens_come_back_together(
+    kind: str, anyio_backend_name: str
+) -> None:
+    """Two holders give their tokens back in the same step, while the
+    line's task waits in the limiter's queue for the oldest parked job: the
+    parked jobs still start in the order they were submitted (docs/guide.md,
+    "Submitting work"), the oldest with the first token and the next with
+    the second, whichever worker gives it back."""
+    if kind in _ASYNCIO_KINDS and anyio_backend_name != "asyncio":
+        pytest.skip("asyncio primitive: asyncio backends only")
+    if kind in _TRIO_KINDS and anyio_backend_name != "trio":
+        pytest.skip("trio primitive: trio backend only")
+    limiter = _make_limiter(kind, 2)
+    started: list[int] = []
+    release = anyio.Event()
+
+    async def job(i: int) -> None:
+        started.append(i)
+        if i < 2:
+            await release.wait()
+        await anyio.lowlevel.checkpoint()
+
+    async with AsyncExecutor(max_workers=5) as ex:
+        for i in range(6):
+            ex.submit(job, i, semaphore=limiter)
+        await anyio.wait_all_tasks_blocked()
+        assert started == [0, 1]
+        release.set()  # both holders wake in the same step
+    assert started == list(range(6))
+
+
 @pytest.mark.parametrize("kind", _ASYNCIO_KINDS)
 async def test_asyncio_semaphore_on_trio_is_typeerror_at_submit(
     kind: str, anyio_backend_name: str
