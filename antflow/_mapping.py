@@ -460,6 +460,9 @@ class MapIterator(Generic[T]):
                 raise StopAsyncIteration
             return cast("T", self._value(job))
         except BaseException:
+            # The error's traceback keeps this frame: it must not keep the
+            # failed item's job, which holds the error, in a cycle.
+            job = None
             await self.aclose()
             raise
 
@@ -485,6 +488,7 @@ class MapIterator(Generic[T]):
             if scope.cancelled_caught:
                 raise TimeoutError("map timed out")
         finally:
+            job = None  # no cycle through the traceback (see __anext__)
             try:
                 await self.aclose()
             finally:

@@ -886,6 +886,44 @@ async def test_a_failed_future_and_what_it_held_die_by_refcount(how: str) -> Non
             gc.enable()
 
 
+@pytest.mark.parametrize("call", ["map", "map_iter", "unordered"])
+async def test_a_map_error_and_what_its_item_held_die_by_refcount(call: str) -> None:
+    """The same for an item's error raised by ``map`` or ``map_iter``:
+    once the caller drops the error, the item's argument and its frame's
+    locals die by reference counting (no cycle through the traceback)."""
+    refs: dict[str, weakref.ref[Any]] = {}
+
+    async def fail(payload: Payload) -> None:
+        local = Payload()
+        refs["local"] = weakref.ref(local)
+        raise Boom("failed")
+
+    async with AsyncExecutor(max_workers=2) as ex:
+        gc.collect()
+        gc.disable()
+        try:
+            payload = Payload()
+            refs["payload"] = weakref.ref(payload)
+            items = [payload]
+            del payload
+            with anyio.fail_after(hang_guard()):
+                try:
+                    if call == "map":
+                        await ex.map(fail, items)
+                    else:
+                        ordered = call == "map_iter"
+                        async for _ in ex.map_iter(fail, items, ordered=ordered):
+                            pass
+                except Boom as error:
+                    refs["error"] = weakref.ref(error)
+            del items
+            assert {name: ref() is None for name, ref in refs.items()} == dict.fromkeys(
+                refs, True
+            )
+        finally:
+            gc.enable()
+
+
 # ---------------------------------------------------------------------------
 # Liveness: a ready result is yielded without waiting for more input
 # ---------------------------------------------------------------------------
