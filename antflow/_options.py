@@ -229,7 +229,11 @@ def make_plan(
     limits = [executor_rate]
     if options.rate_limit is not executor_rate:  # the same one limits once
         limits.append(options.rate_limit)
-    rates = tuple(pacer_of(limit) for limit in limits if limit is not None)
+    # One gate per schedule: a copy of a RateLimiter shares its original's,
+    # and two gates on one would take two of its starts for one attempt.
+    rates = tuple(
+        dict.fromkeys(pacer_of(limit) for limit in limits if limit is not None)
+    )
     rates_in_attempt: tuple[Any, ...] = ()
     if context_limiter is None:
         gates += [(pacer, rate_gate()) for pacer in rates]

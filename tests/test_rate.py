@@ -22,6 +22,7 @@ comes during the test, and order themselves with events and
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from typing import Any
 
@@ -483,6 +484,20 @@ class TestVirtualTime:
                 assert other.try_acquire()  # untouched by the waiting job
                 assert await job == "job"
         assert starts.times == [10.0]
+
+    async def test_a_copy_of_the_executor_s_limiter_on_the_call_limits_once(
+        self,
+    ) -> None:
+        """``copy.copy`` of a RateLimiter shares its schedule: on the call
+        of an executor limited by the original, it is the same limit, taken
+        once per start."""
+        limiter = RateLimiter(1, per=1.0)
+        starts = Starts()
+        with anyio.fail_after(HANG_GUARD):
+            async with AsyncExecutor(max_workers=3, rate_limit=limiter) as ex:
+                for i in range(3):
+                    ex.submit(starts.task, i, rate_limit=copy.copy(limiter))
+        assert starts.times == [0.0, 1.0, 2.0]
 
     async def test_one_limiter_shared_by_two_executors_and_several_calls(
         self,
