@@ -11,7 +11,6 @@ of docs/semantics.md it pins, or says where its rule is stated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import weakref
@@ -850,8 +849,14 @@ class Payload:
     pass
 
 
-@pytest.mark.parametrize("how", ["raise", "retries", "task_timeout"])
-async def test_a_failed_future_and_what_it_held_die_by_refcount(how: str) -> None:
+@pytest.mark.parametrize(
+    "how", ["raise", "retries", "task_timeout", "map", "map_iter", "unordered"]
+)
+async def test_a_failed_job_and_what_it_held_die_by_refcount(how: str) -> None:
+    """Once the caller drops the future (for ``submit``) or the error it
+    caught (for an item's error raised by ``map`` or ``map_iter``), the
+    argument and the failing frame's locals die by reference counting: no
+    cycle through the traceback."""
     refs: dict[str, weakref.ref[Any]] = {}
 
     async def fail(payload: Payload) -> None:
@@ -861,11 +866,11 @@ async def test_a_failed_future_and_what_it_held_die_by_refcount(how: str) -> Non
             await anyio.sleep_forever()
         raise Boom("failed")
 
-    options: dict[str, Any] = {
-        "raise": {},
+    all_options: dict[str, dict[str, Any]] = {
         "retries": {"retries": 2, "retry_delay": 0},
         "task_timeout": {"task_timeout": 0.01},
-    }[how]
+    }
+    options = all_options.get(how, {})
     expected = TimeoutError if how == "task_timeout" else Boom
     async with AsyncExecutor(max_workers=2) as ex:
         gc.collect()
@@ -873,50 +878,25 @@ async def test_a_failed_future_and_what_it_held_die_by_refcount(how: str) -> Non
         try:
             payload = Payload()
             refs["payload"] = weakref.ref(payload)
-            future = ex.submit(fail, payload, **options)
-            refs["future"] = weakref.ref(future)
-            del payload
-            with anyio.fail_after(hang_guard()), contextlib.suppress(expected):
-                await future
-            del future
-            assert {name: ref() is None for name, ref in refs.items()} == dict.fromkeys(
-                refs, True
-            )
-        finally:
-            gc.enable()
-
-
-@pytest.mark.parametrize("call", ["map", "map_iter", "unordered"])
-async def test_a_map_error_and_what_its_item_held_die_by_refcount(call: str) -> None:
-    """The same for an item's error raised by ``map`` or ``map_iter``:
-    once the caller drops the error, the item's argument and its frame's
-    locals die by reference counting (no cycle through the traceback)."""
-    refs: dict[str, weakref.ref[Any]] = {}
-
-    async def fail(payload: Payload) -> None:
-        local = Payload()
-        refs["local"] = weakref.ref(local)
-        raise Boom("failed")
-
-    async with AsyncExecutor(max_workers=2) as ex:
-        gc.collect()
-        gc.disable()
-        try:
-            payload = Payload()
-            refs["payload"] = weakref.ref(payload)
-            items = [payload]
+            items: Any = [payload]
+            future: Any = None
             del payload
             with anyio.fail_after(hang_guard()):
                 try:
-                    if call == "map":
+                    if how == "map":
                         await ex.map(fail, items)
-                    else:
-                        ordered = call == "map_iter"
+                    elif how in ("map_iter", "unordered"):
+                        ordered = how == "map_iter"
                         async for _ in ex.map_iter(fail, items, ordered=ordered):
                             pass
-                except Boom as error:
-                    refs["error"] = weakref.ref(error)
-            del items
+                    else:
+                        future = ex.submit(fail, *items, **options)
+                        refs["future"] = weakref.ref(future)
+                        await future
+                except expected as error:
+                    if isinstance(error, Boom):  # TimeoutError takes no weakref
+                        refs["error"] = weakref.ref(error)
+            future = items = None
             assert {name: ref() is None for name, ref in refs.items()} == dict.fromkeys(
                 refs, True
             )
