@@ -40,6 +40,7 @@ import matplotlib.pyplot as plt
 from catalog import WORKLOADS_BY_KEY
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from results import OTHER_LOAD, other_load
 
 HERE = Path(__file__).resolve().parent
 BACKENDS = ("asyncio", "uvloop", "trio")
@@ -78,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def caption(meta: dict[str, Any]) -> str:
     low, high = meta["load_average"]
+    other = other_load(meta)
     load = f"load average {low} to {high}" + (
-        " (busy machine)" if max(low or 0, high or 0) > 0.5 else ""
+        " (busy machine)" if other is not None and other > OTHER_LOAD else ""
     )
     return (
         f"{meta['mode']} run of {meta['when']}, antflow at {meta['antflow_revision']}, "

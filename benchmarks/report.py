@@ -20,22 +20,20 @@ from catalog import (
     Point,
     Workload,
 )
-from results import Key, Summary, ratio, table_reference
+from results import OTHER_LOAD, Key, Summary, other_load, ratio, table_reference
 from targets import TARGETS
-
-LOADED = 0.5
-"""A 1-minute load average above this, on 2 cores, means something else ran."""
 
 
 def render_markdown(
     meta: dict[str, Any], summary: Summary, verdicts: list[dict[str, Any]]
 ) -> str:
     lines = [f"# antflow benchmarks ({meta['mode']} mode)", "", _header(meta), ""]
-    loads = [load for load in meta["load_average"] if load is not None]
-    if loads and max(loads) > LOADED:
+    other = other_load(meta)
+    if other is not None and other > OTHER_LOAD:
         lines += [
-            f"**Taken under load** (1-minute load average up to {max(loads)}): "
-            "other work shared the CPUs, so read these numbers as rough.",
+            f"**Taken under load** (about {other} besides the run's own, by the "
+            "1-minute load average): other work shared the CPUs, so read these "
+            "numbers as rough.",
             "",
         ]
     if meta["mode"] == "quick":

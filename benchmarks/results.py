@@ -24,6 +24,26 @@ Key = tuple[str, str, str, str, str]
 """(workload, point, python, backend, implementation)"""
 Summary = dict[Key, dict[str, float]]
 
+OTHER_LOAD = 0.5
+"""Load beyond the run's own above this, on 2 cores, means something else ran."""
+
+
+def other_load(meta: dict[str, Any]) -> float | None:
+    """How busy the machine was with work besides the run, from the 1-minute
+    load averages taken at its start and end.
+
+    The runs keep one CPU busy back to back, so the end's average counts
+    about 1.0 of the run's own (less for a run shorter than a minute): only
+    what is above that was something else. Before the runs, all of it was.
+    """
+    before, after = meta["load_average"]
+    found = [
+        load
+        for load in (before, None if after is None else after - 1.0)
+        if load is not None
+    ]
+    return round(max(found), 2) if found else None
+
 
 def read_child_output(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
     """A child's numbers (its last stdout line), or the error that ended it."""
