@@ -68,8 +68,8 @@ def check_timeout(value: object, name: str = "timeout") -> float | None:
     return value
 
 
-def reject_function(fn: object) -> NoReturn:
-    """``fn`` is not callable: say why, naming it.
+def reject_function(fn: object, name: str = "fn") -> NoReturn:
+    """``fn``, the argument ``name``, is not callable: say why, naming it.
 
     Raises:
         TypeError: always.
@@ -77,6 +77,7 @@ def reject_function(fn: object) -> NoReturn:
     if isinstance(fn, Coroutine):
         fn.close()  # it will never run; close it so no "never awaited" warning follows
         raise TypeError(
-            "fn must be an async function, not a coroutine object: pass fetch, not fetch()"
+            f"{name} must be an async function, not a coroutine object: "
+            "pass fetch, not fetch()"
         )
-    raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    raise TypeError(f"{name} must be callable, got {_type_name(fn)}")

@@ -223,8 +223,8 @@ class Emitter:
         self.hooks = hooks
         self.limiters = limiters
 
-    # Events are built positionally, in their fields' order (base fields
-    # first): about a third cheaper than by keyword.
+    # Events are built positionally, in their fields' order (the five base
+    # fields first): about a third cheaper than by keyword.
 
     def queued(self, job: Job, position: int | None) -> None:
         hub = self.hub
@@ -240,14 +240,8 @@ class Emitter:
         now = hub.now()
         if track.parked_at is None:
             track.parked_at = now
-        event = Waiting(
-            now,
-            hub.number,
-            job.number,
-            track.function,
-            track.position,
-            self._user_limiter(limiter),
-        )
+        base = (now, hub.number, job.number, track.function, track.position)
+        event = Waiting(*base, self._user_limiter(limiter))
         hub.emit(self.hooks, event, job.pool)
 
     def started(self, job: Job) -> None:
@@ -257,16 +251,9 @@ class Emitter:
         parked_at = track.parked_at
         # A back-off's timer may fire a hair before ``ready_at`` in floats.
         waited = max(0.0, now - track.ready_at)
-        event = Started(
-            now,
-            hub.number,
-            job.number,
-            track.function,
-            track.position,
-            job.attempts,
-            waited,
-            0.0 if parked_at is None else min(waited, now - parked_at),
-        )
+        base = (now, hub.number, job.number, track.function, track.position)
+        parked = 0.0 if parked_at is None else min(waited, now - parked_at)
+        event = Started(*base, job.attempts, waited, parked)
         track.parked_at = None
         track.attempt_start = now
         if track.first_start is None:
@@ -278,33 +265,17 @@ class Emitter:
         hub = self.hub
         track = hub.tracks[job]
         now = hub.now()
-        event = TimedOut(
-            now,
-            hub.number,
-            job.number,
-            track.function,
-            track.position,
-            job.attempts,
-            timeout,
-            now - track.attempt_start,
-        )
+        base = (now, hub.number, job.number, track.function, track.position)
+        event = TimedOut(*base, job.attempts, timeout, now - track.attempt_start)
         hub.emit(self.hooks, event, job.pool)
 
     def retrying(self, job: Job, error: BaseException, delay: float) -> None:
         hub = self.hub
         track = hub.tracks[job]
         now = hub.now()
-        event = Retrying(
-            now,
-            hub.number,
-            job.number,
-            track.function,
-            track.position,
-            job.attempts,
-            error,
-            delay,
-            now - track.attempt_start,
-        )
+        base = (now, hub.number, job.number, track.function, track.position)
+        ran = now - track.attempt_start
+        event = Retrying(*base, job.attempts, error, delay, ran)
         track.ready_at = now + delay
         hub.emit(self.hooks, event, job.pool)
 
@@ -350,37 +321,30 @@ def attempt_timed_out(job: Job, plan: Plan) -> None:
     `TimedOut`."""
     timeout = plan.timeout
     assert timeout is not None
-    log = logger()
-    if log.isEnabledFor(10):  # logging.DEBUG
-        log.debug(
-            "%s: attempt %d of %d timed out (task_timeout=%g s)",
-            _name_of(job.fn),
-            job.attempts,
-            _attempts_allowed(plan),
-            timeout,
-        )
+    _debug(job, plan, "timed out (task_timeout=%g s)", timeout)
     if plan.events is not None:
         plan.events.timed_out(job, timeout)
 
 
 def retrying(job: Job, plan: Plan, error: BaseException, delay: float) -> None:
     """An attempt failed and will be retried: log it (DEBUG), emit `Retrying`."""
-    log = logger()
-    if log.isEnabledFor(10):  # logging.DEBUG
-        log.debug(
-            "%s: attempt %d of %d failed with %r; retrying in %g s",
-            _name_of(job.fn),
-            job.attempts,
-            _attempts_allowed(plan),
-            error,
-            delay,
-        )
+    _debug(job, plan, "failed with %r; retrying in %g s", error, delay)
     if plan.events is not None:
         plan.events.retrying(job, error, delay)
 
 
-def _attempts_allowed(plan: Plan) -> int:
-    return 1 if plan.retry is None else plan.retry.retries + 1
+def _debug(job: Job, plan: Plan, what: str, *args: object) -> None:
+    """Log at DEBUG what became of ``job``'s attempt (``what`` % ``args``)."""
+    log = logger()
+    if log.isEnabledFor(10):  # logging.DEBUG
+        allowed = 1 if plan.retry is None else plan.retry.retries + 1
+        log.debug(
+            "%s: attempt %d of %d " + what,
+            _name_of(job.fn),
+            job.attempts,
+            allowed,
+            *args,
+        )
 
 
 def _name_of(fn: object) -> str:

@@ -185,17 +185,8 @@ class Lifecycle:
             # for, and nothing of ours outlives this call.
             return await self._exit_elsewhere(exc, raised_here)
         try:
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                # The task group must see the cancellation to know whether it
-                # was its own (then it absorbs it) or came from outside.
-                if await task_group.__aexit__(type(exc), exc, exc.__traceback__):
-                    return True
-            else:
-                # Any other exception of the block is ours to re-raise as it
-                # is; handing it to the task group would wrap it in a group.
-                await task_group.__aexit__(None, None, None)
-        except BaseExceptionGroup as group:
-            raise unwrap(group) from None
+            if await leave_task_group(task_group, exc):
+                return True
         finally:
             self._teardown()
         if raised_here is not None:
@@ -365,6 +356,28 @@ def _never() -> bool:
 
 def _nothing() -> None:
     pass
+
+
+async def leave_task_group(task_group: TaskGroup, exc: BaseException | None) -> bool:
+    """Exit ``task_group``, entered by hand, at the end of a block that
+    raised ``exc`` (or None), as ``async with`` would: True if the group
+    absorbed ``exc``, a cancellation of its own.
+
+    Raises:
+        BaseException: what the group's tasks raised, a group of one
+            unwrapped (`unwrap`). ``exc`` itself is the caller's to re-raise.
+    """
+    try:
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            # The group must see the cancellation to know whether it was its
+            # own (then it absorbs it) or came from outside.
+            return bool(await task_group.__aexit__(type(exc), exc, exc.__traceback__))
+        # Any other exception of the block is the caller's, raised as it is;
+        # handing it to the group would wrap it in a group.
+        await task_group.__aexit__(None, None, None)
+    except BaseExceptionGroup as group:
+        raise unwrap(group) from None
+    return False
 
 
 def unwrap(error: BaseException) -> BaseException:

@@ -88,6 +88,7 @@ class Destination(Protocol):
 
     room: int
     waiting: deque[Packet]
+    room_freed: anyio.Event | None  # set when room frees while the source waits
 
     def enter(self, packet: Packet) -> None: ...
 
@@ -153,6 +154,27 @@ def deliver(packet: Packet, destination: Destination) -> None:
             holder.release()
     else:
         destination.waiting.append(packet)
+
+
+def room_back(destination: Destination) -> None:
+    """A unit of ``destination``'s room came back: let parked packets in
+    while there is room, then tell the source if some is left.
+
+    One function for the stages and the results: 161.3k -> 164.7k
+    instructions per item for two stages (callgrind, asyncio), the price of
+    the frame it adds to a stage's `StageRunner.release`.
+    """
+    destination.room += 1
+    waiting = destination.waiting
+    while destination.room > 0 and waiting:
+        packet = waiting.popleft()
+        holder = packet.holder
+        destination.enter(packet)
+        if holder is not None:
+            holder.release()
+    if destination.room > 0 and destination.room_freed is not None:
+        destination.room_freed.set()
+        destination.room_freed = None
 
 
 class StageRunner:
@@ -223,18 +245,8 @@ class StageRunner:
 
     def release(self) -> None:
         """An item left: take in the next parked one, or tell the source."""
-        self.room += 1
         self.left += 1
-        waiting = self.waiting
-        while self.room > 0 and waiting:
-            packet = waiting.popleft()
-            holder = packet.holder
-            self.enter(packet)
-            if holder is not None:
-                holder.release()
-        if self.room > 0 and self.room_freed is not None:
-            self.room_freed.set()
-            self.room_freed = None
+        room_back(self)
         if self.entered == self.left and self.run.batch_runners:
             self.run.poke_batches()
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import anyio
 
+from ._flow import Packet, room_back
 from ._results import Completed, Failed
-
-if TYPE_CHECKING:
-    from ._flow import Packet
 
 __all__ = ["Output", "Slot"]
 
@@ -114,21 +111,8 @@ class Output:
             return None
         result = ready.popleft()
         if not self.ordered:
-            self._release()
+            room_back(self)
         return result
-
-    def _release(self) -> None:
-        self.room += 1
-        waiting = self.waiting
-        while self.room > 0 and waiting:
-            packet = waiting.popleft()
-            holder = packet.holder
-            self.enter(packet)
-            if holder is not None:
-                holder.release()
-        if self.room > 0 and self.room_freed is not None:
-            self.room_freed.set()
-            self.room_freed = None
 
 
 def _ignore(packet: Packet) -> None:

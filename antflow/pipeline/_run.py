@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast, final
 import anyio
 
 from antflow import AsyncExecutor
+from antflow._lifecycle import leave_task_group
 
 from ._flow import Destination, Packet, StageRunner
 from ._journal import JournalSession
@@ -179,20 +180,9 @@ class PipelineRun(Routing):
             self.stop_now()
             task_group.cancel_scope.cancel()
         try:
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                # The group must see the cancellation to know whether it was
-                # its own (then it absorbs it) or came from outside.
-                if await task_group.__aexit__(type(exc), exc, exc.__traceback__):
-                    return True
-            else:
-                # Any other exception of the block is the caller's, raised as
-                # it is; handing it to the group would wrap it in a group.
-                await task_group.__aexit__(None, None, None)
-        except BaseExceptionGroup as group:
-            raise _unwrap(group) from None
+            return await leave_task_group(task_group, exc)
         finally:
             self._state = _CLOSED
-        return False
 
     async def _main(self) -> None:
         assert self._finished is not None
@@ -412,17 +402,3 @@ class PipelineRun(Routing):
     def __repr__(self) -> str:
         state = ("new", "running", "closed")[self._state]
         return f"<PipelineRun {state} admitted={self._admitted}>"
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """A group of one exception is reported as that exception (the backend's
-    cancellation, which can travel alongside on trio, does not count)."""
-    cancelled = anyio.get_cancelled_exc_class()
-    current: BaseException = error
-    while isinstance(current, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", current)
-        causes = [e for e in group.exceptions if not isinstance(e, cancelled)]
-        if len(causes) != 1:
-            break
-        current = causes[0]
-    return current  # pyright: ignore[reportUnknownVariableType]

@@ -15,15 +15,33 @@ at the ``Stage(...)`` call that made it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, final
+
+from antflow._checks import (
+    check_int,
+    check_non_negative,
+    check_seconds,
+    check_timeout,
+    reject_function,
+)
+from antflow._retry import DEFAULT_RETRY_DELAY
 
 __all__ = ["Stage"]
 
 StageFunction = Callable[..., Awaitable[Any]]
 
-_RETRY_DELAY = 0.1  # the executor's default; only a different value is passed on
+#: What ``submit`` does when an option is not given (no other value is passed on).
+_SUBMIT_DEFAULTS: Final[dict[str, Any]] = {
+    "semaphore": None,
+    "rate_limit": None,
+    "retries": 0,
+    "retry_delay": DEFAULT_RETRY_DELAY,
+    "retry_on": Exception,
+    "retry_max_delay": None,
+    "retry_jitter": 0,
+    "task_timeout": None,
+}
 
 
 @final
@@ -98,7 +116,7 @@ class Stage:
         semaphore: Any = None,
         rate_limit: Any = None,
         retries: int = 0,
-        retry_delay: float = _RETRY_DELAY,
+        retry_delay: float = DEFAULT_RETRY_DELAY,
         retry_on: Any = Exception,
         retry_max_delay: float | None = None,
         retry_jitter: float = 0,
@@ -108,14 +126,15 @@ class Stage:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         functions = (fn, *more)
         for position, function in enumerate(functions):
-            _check_function(function, position)
-        _check_count("workers", workers, minimum=1)
+            if not callable(function):
+                reject_function(function, f"more[{position - 1}]" if position else "fn")
+        check_int("workers", workers, minimum=1)
         if buffer is not None:
-            _check_count("buffer", buffer, minimum=0)
+            check_int("buffer", buffer, minimum=0)
         if not isinstance(fan_out, bool):
             raise TypeError(f"fan_out must be a bool, got {type(fan_out).__name__}")
         if batch_size is not None:
-            _check_count("batch_size", batch_size, minimum=1)
+            check_int("batch_size", batch_size, minimum=1)
             if fan_out:
                 raise ValueError(
                     "a stage cannot both fan out and batch: split it in two stages"
@@ -123,16 +142,14 @@ class Stage:
         if batch_wait is not None:
             if batch_size is None:
                 raise ValueError("batch_wait needs batch_size")
-            _check_seconds("batch_wait", batch_wait)
-        _check_count("retries", retries, minimum=0)
-        _check_seconds("retry_delay", retry_delay)
-        _check_seconds("retry_jitter", retry_jitter)
-        for option, value in (
-            ("retry_max_delay", retry_max_delay),
-            ("task_timeout", task_timeout),
-        ):
-            if value is not None:
-                _check_seconds(option, value)
+            check_seconds("batch_wait", batch_wait)
+        # The executor's own checks, for the rules of its options that cannot
+        # change (its check of the rest runs at each submit).
+        check_int("retries", retries, minimum=0)
+        check_seconds("retry_delay", retry_delay)
+        check_non_negative("retry_jitter", retry_jitter)
+        check_timeout(retry_max_delay, "retry_max_delay")
+        check_timeout(task_timeout, "task_timeout")
 
         self.name = name
         self.functions: tuple[StageFunction, ...] = functions
@@ -142,26 +159,23 @@ class Stage:
         self.batch_wait = batch_wait
         per_call = batch_size or 1
         self.buffer = workers * per_call if buffer is None else buffer
+        given = {
+            "semaphore": semaphore,
+            "rate_limit": rate_limit,
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "retry_on": retry_on,
+            "retry_max_delay": retry_max_delay,
+            "retry_jitter": retry_jitter,
+            "task_timeout": task_timeout,
+        }
         # Only what differs from the executor's defaults, so a stage with no
         # options takes submit's fast path.
-        options: dict[str, Any] = {}
-        if semaphore is not None:
-            options["semaphore"] = semaphore
-        if rate_limit is not None:
-            options["rate_limit"] = rate_limit
-        if retries:
-            options["retries"] = retries
-        if retry_delay != _RETRY_DELAY:
-            options["retry_delay"] = retry_delay
-        if retry_on is not Exception:
-            options["retry_on"] = retry_on
-        if retry_max_delay is not None:
-            options["retry_max_delay"] = retry_max_delay
-        if retry_jitter:
-            options["retry_jitter"] = retry_jitter
-        if task_timeout is not None:
-            options["task_timeout"] = task_timeout
-        self.options = options
+        self.options: dict[str, Any] = {
+            option: value
+            for option, value in given.items()
+            if value != _SUBMIT_DEFAULTS[option]
+        }
 
     @property
     def capacity(self) -> int:
@@ -177,31 +191,3 @@ class Stage:
         elif self.batch_size is not None:
             extra = f", batch_size={self.batch_size}"
         return f"Stage({self.name!r}, {names}, workers={self.workers}{extra})"
-
-
-def _check_function(function: object, position: int) -> None:
-    where = "fn" if position == 0 else f"more[{position - 1}]"
-    if isinstance(function, Coroutine):
-        function.close()  # it will never run; no "never awaited" warning
-        raise TypeError(
-            f"{where} must be an async function, not a coroutine object: "
-            "pass fetch, not fetch()"
-        )
-    if not callable(function):
-        raise TypeError(f"{where} must be callable, got {type(function).__name__}")
-
-
-def _check_count(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"{name} must be a number of seconds, got {type(value).__name__}"
-        )
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
