@@ -742,6 +742,9 @@ async def noop(x: Any) -> Any:
         ({"retry_delay": float("nan")}, ValueError, "retry_delay must be >= 0"),
         ({"task_timeout": -1}, ValueError, "task_timeout must be >= 0"),
         ({"task_timeout": "1"}, TypeError, "task_timeout must be a number"),
+        ({"retry_max_delay": -1}, ValueError, "retry_max_delay must be >= 0"),
+        # Checked as submit checks it: a finite number.
+        ({"retry_jitter": float("inf")}, ValueError, "retry_jitter must be a finite"),
     ],
 )
 def test_stage_rejects_bad_options(
