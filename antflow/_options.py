@@ -94,6 +94,20 @@ class MapOptions(_CommonOptions, total=False):
 #: keyword arguments in ``submit``.
 OPTION_NAMES: Final = frozenset(TaskOptions.__optional_keys__)
 
+#: What each option is when not given: a call that passes these asks for
+#: nothing (see `parse_options`).
+OPTION_DEFAULTS: Final[dict[str, Any]] = {
+    "semaphore": None,
+    "rate_limit": None,
+    "retries": 0,
+    "retry_delay": DEFAULT_RETRY_DELAY,
+    "retry_on": Exception,
+    "retry_max_delay": None,
+    "retry_jitter": 0,
+    "task_timeout": None,
+    "on_event": None,
+}
+
 
 class CallOptions(NamedTuple):
     """The per-task options of one call, validated and frozen."""
@@ -116,14 +130,14 @@ def parse_options(options: dict[str, Any]) -> CallOptions | None:
     unknown = options.keys() - OPTION_NAMES
     if unknown:
         raise TypeError(f"unexpected option {sorted(unknown)[0]!r}")
-    get = options.get
-    retries = check_int("retries", get("retries", 0), minimum=0)
-    retry_delay = check_seconds("retry_delay", get("retry_delay", DEFAULT_RETRY_DELAY))
-    retry_max_delay = check_timeout(get("retry_max_delay"), "retry_max_delay")
-    retry_jitter = check_non_negative("retry_jitter", get("retry_jitter", 0))
-    predicate = retry_predicate(get("retry_on", Exception))
-    task_timeout = check_timeout(get("task_timeout"), "task_timeout")
-    rate_limit = get("rate_limit")
+    given = OPTION_DEFAULTS | options
+    retries = check_int("retries", given["retries"], minimum=0)
+    retry_delay = check_seconds("retry_delay", given["retry_delay"])
+    retry_max_delay = check_timeout(given["retry_max_delay"], "retry_max_delay")
+    retry_jitter = check_non_negative("retry_jitter", given["retry_jitter"])
+    predicate = retry_predicate(given["retry_on"])
+    task_timeout = check_timeout(given["task_timeout"], "task_timeout")
+    rate_limit = given["rate_limit"]
     if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
         hint = (
             "; a function choosing one per item is taken by map and map_iter only"
@@ -134,8 +148,8 @@ def parse_options(options: dict[str, Any]) -> CallOptions | None:
             "rate_limit must be an antflow.RateLimiter, got "
             f"{type(rate_limit).__name__}{hint}"
         )
-    semaphore = get("semaphore")
-    on_event = get("on_event")
+    semaphore = given["semaphore"]
+    on_event = given["on_event"]
     if on_event is not None:
         from ._events import hooks_of
 

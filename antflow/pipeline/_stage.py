@@ -16,7 +16,7 @@ at the ``Stage(...)`` call that made it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, final
+from typing import Any, final
 
 from antflow._checks import (
     check_int,
@@ -25,23 +25,12 @@ from antflow._checks import (
     check_timeout,
     reject_function,
 )
+from antflow._options import OPTION_DEFAULTS
 from antflow._retry import DEFAULT_RETRY_DELAY
 
 __all__ = ["Stage"]
 
 StageFunction = Callable[..., Awaitable[Any]]
-
-#: What ``submit`` does when an option is not given (no other value is passed on).
-_SUBMIT_DEFAULTS: Final[dict[str, Any]] = {
-    "semaphore": None,
-    "rate_limit": None,
-    "retries": 0,
-    "retry_delay": DEFAULT_RETRY_DELAY,
-    "retry_on": Exception,
-    "retry_max_delay": None,
-    "retry_jitter": 0,
-    "task_timeout": None,
-}
 
 
 @final
@@ -174,7 +163,7 @@ class Stage:
         self.options: dict[str, Any] = {
             option: value
             for option, value in given.items()
-            if value != _SUBMIT_DEFAULTS[option]
+            if value != OPTION_DEFAULTS[option]
         }
 
     @property
